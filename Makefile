@@ -1,0 +1,45 @@
+# The two commands: `make demo` (set up, then train, evaluate and summarise a model) and `make test`.
+PYTHON_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.irnet-edge-installed
+DEMO_DIR ?= runs/demo
+
+# torch wheels pinned for this platform; the package itself only asks for version floors
+ifeq ($(shell uname -m),aarch64)
+TORCH_PINS := torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+endif
+
+.PHONY: setup system-packages demo test lint clean
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@scripts/system-packages.sh
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	@if [ -f $(DEMO_DIR)/model.pt ]; then \
+	    $(VENV)/bin/irnet-edge train --out $(DEMO_DIR) --resume; \
+	else \
+	    $(VENV)/bin/irnet-edge train --out $(DEMO_DIR); \
+	fi
+	$(VENV)/bin/irnet-edge evaluate $(DEMO_DIR)/model.pt
+	$(VENV)/bin/irnet-edge summary $(DEMO_DIR)/model.pt
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check irnet_edge tests benchmarks setup.py
+
+clean:
+	rm -rf build dist *.egg-info irnet_edge/_templates irnet_edge/_firmware

@@ -1,0 +1,128 @@
+"""The command line: a thin Click layer over irnet_edge's modules."""
+import json
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .data import DATASETS
+from .errors import IrnetEdgeError
+from .train.ede import EDE_PER
+
+
+class _Group(click.Group):
+    """Turns IrnetEdgeError into one clean 'Error: ...' line instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except IrnetEdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="irnet-edge")
+def main():
+    """Train IR-Net binary neural networks and deploy them as bit-exact C."""
+
+
+def _arch_names():
+    from .nn.zoo import ARCHS
+
+    return list(ARCHS)
+
+
+@main.command()
+@click.option("--arch", type=click.Choice(_arch_names()), default="mcu_m4", show_default=True,
+              help="Zoo architecture (see README).")
+@click.option("--spec", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Train a custom model described by a JSON spec instead of a zoo architecture.")
+@click.option("--dataset", type=click.Choice(list(DATASETS)), default="fashion-mnist", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Local copy of the dataset (idx files, CIFAR batches, or train/ and test/ class folders).")
+@click.option("--recipe", default="paper", show_default=True,
+              help="Training preset: the official IR-Net recipe of the architecture.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epoch count.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="Override the weight decay.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the (global) batch size.")
+@click.option("--ede-per", type=click.Choice(EDE_PER), help="Update EDE's k and t per epoch or per iteration.")
+@click.option("--padding", "padding_value", type=click.Choice(["zero", "one"]), default="zero", show_default=True,
+              help="Value padded around binarized activations (zero = official IR-Net).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only (quick checks).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: CUDA when available.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory [default: runs/ARCH-DATASET].")
+@click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
+@click.option("--force", is_flag=True, help="Overwrite a run already in --out.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.pass_context
+def train(ctx, spec_file, out_dir, resume, force, device, progress, **options):
+    """Train an IR-Net model; writes OUT/model.pt, OUT/metrics.json and OUT/training_curve.png.
+
+    Multi-GPU: torchrun --nproc_per_node=K -m irnet_edge.cli train ...
+    """
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    if spec_file is not None:
+        options["spec"] = _read_spec(spec_file, options["dataset"])
+        options["arch"] = options["spec"]["name"]
+    out_dir = out_dir or Path("runs") / f"{options['arch']}-{options['dataset']}"
+    options["data_dir"] = str(options["data_dir"]) if options["data_dir"] else None
+    explicit = {name for name in options
+                if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    metrics = run_training(TrainConfig(**options), out_dir, resume=resume, force=force, explicit=explicit,
+                           device=device, progress=progress, log=click.echo)
+    if metrics:
+        click.echo(f"final test accuracy {metrics['test_accuracy']:.4f} (best {metrics['best_test_accuracy']:.4f} "
+                   f"at epoch {metrics['best_epoch']}); {metrics['seconds_per_epoch']:.1f} s per epoch; "
+                   f"wrote {out_dir}/model.pt")
+
+
+def _read_spec(path: Path, dataset: str) -> dict:
+    from .nn.spec import complete_spec
+
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise IrnetEdgeError(f"{path} is not valid JSON: {exc}") from None
+    return complete_spec(spec, DATASETS[dataset])
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dataset", type=click.Choice(list(DATASETS)), help="Default: the dataset it was trained on.")
+def evaluate(checkpoint, data_dir, dataset):
+    """Print the test accuracy of a checkpoint."""
+    from .data import load_split
+    from .nn.checkpoint import load_checkpoint
+    from .train import evaluate as run_eval
+
+    ckpt = load_checkpoint(checkpoint)
+    dataset = dataset or ckpt.config.get("dataset")
+    if dataset is None:
+        raise IrnetEdgeError(f"{checkpoint} does not say which dataset it was trained on; pass --dataset")
+    test = load_split(dataset, "test", data_dir)
+    accuracy, loss = run_eval(ckpt.build(), test.images, test.labels)
+    click.echo(f"test accuracy {accuracy:.4f} ({round(accuracy * len(test))}/{len(test)}) on {dataset}, "
+               f"loss {loss:.4f}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+def summary(checkpoint):
+    """Print a per-layer table: shapes, parameters, deployed bytes and MACs."""
+    from .nn.checkpoint import load_checkpoint
+    from .nn.summary import format_summary, summarize
+
+    ckpt = load_checkpoint(checkpoint)
+    shape = (ckpt.spec["input"]["channels"], ckpt.spec["input"]["height"], ckpt.spec["input"]["width"])
+    title = f"{ckpt.spec['name']}: input {'x'.join(map(str, shape))}, {ckpt.spec['num_classes']} classes"
+    click.echo(format_summary(summarize(ckpt.build(), shape), title))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The model zoo as specs: the official IR-Net CIFAR networks and two microcontroller networks.
+
+Every builder takes the input shape, the class count and the input normalisation, so the same
+architecture can be trained on any supported dataset. First conv and last FC stay full precision.
+"""
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import IrnetEdgeError
+from .spec import SPEC_FORMAT
+
+
+def conv(cin, cout, k=3, stride=1, padding=1, bias=False):
+    return {"type": "conv2d", "in_channels": cin, "out_channels": cout, "kernel_size": k, "stride": stride,
+            "padding": padding, "bias": bias}
+
+
+def irconv(cin, cout, k=3, stride=1, padding=1, binary_act=True, padding_value="zero"):
+    return {"type": "irconv2d", "in_channels": cin, "out_channels": cout, "kernel_size": k, "stride": stride,
+            "padding": padding, "bias": False, "binary_act": binary_act, "padding_value": padding_value}
+
+
+def bn2d(c):
+    return {"type": "batchnorm2d", "num_features": c, "eps": 1e-5}
+
+
+def bn1d(c):
+    return {"type": "batchnorm1d", "num_features": c, "eps": 1e-5}
+
+
+def linear(cin, cout, bias=True):
+    return {"type": "linear", "in_features": cin, "out_features": cout, "bias": bias}
+
+
+def residual(body, shortcut=()):
+    return {"type": "residual", "body": list(body), "shortcut": list(shortcut)}
+
+
+def seq(*layers):
+    return {"type": "sequential", "layers": list(layers)}
+
+
+HARDTANH = {"type": "hardtanh"}
+RELU = {"type": "relu"}
+FLATTEN = {"type": "flatten"}
+GLOBAL_AVGPOOL = {"type": "global_avgpool"}
+
+
+def maxpool(k=2):
+    return {"type": "maxpool2d", "kernel_size": k, "stride": k}
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    build: Callable[..., list[dict]]
+    summary: str
+    recipe: str  # the training preset --recipe paper picks
+
+
+def _resnet20(channels, size, num_classes, padding_value):
+    """Bi-Real style: out = hardtanh(bn(conv(x)) + shortcut(x)) around every binary conv."""
+    layers = [conv(channels, 16), bn2d(16), HARDTANH]
+    cin = 16
+    for planes, first_stride in ((16, 1), (32, 2), (64, 2)):
+        for block in range(3):
+            stride = first_stride if block == 0 else 1
+            shortcut = [{"type": "shortcut_a", "pad": planes // 4}] if stride != 1 or cin != planes else []
+            layers += [residual([irconv(cin, planes, stride=stride, padding_value=padding_value), bn2d(planes)],
+                                shortcut), HARDTANH,
+                       residual([irconv(planes, planes, padding_value=padding_value), bn2d(planes)]), HARDTANH]
+            cin = planes
+    return layers + [GLOBAL_AVGPOOL, FLATTEN, bn1d(64), linear(64, num_classes)]
+
+
+def _resnet20_1w32a(channels, size, num_classes, padding_value):
+    """The official 1W/32A ResNet-20: standard two-conv blocks with ReLU, full-precision activations."""
+    layers = [conv(channels, 16), bn2d(16)]
+    cin = 16
+    for planes, first_stride in ((16, 1), (32, 2), (64, 2)):
+        for block in range(3):
+            stride = first_stride if block == 0 else 1
+            shortcut = [{"type": "shortcut_a", "pad": planes // 4}] if stride != 1 or cin != planes else []
+            body = [irconv(cin, planes, stride=stride, binary_act=False), bn2d(planes), RELU,
+                    irconv(planes, planes, binary_act=False), bn2d(planes)]
+            layers += [residual(body, shortcut), RELU]
+            cin = planes
+    return layers + [GLOBAL_AVGPOOL, FLATTEN, bn1d(64), RELU, linear(64, num_classes)]
+
+
+def _resnet18(channels, size, num_classes, padding_value):
+    """The official CIFAR ResNet-18 1W/1A: standard blocks, full-precision 1x1 downsample + BN."""
+    layers = [conv(channels, 64), bn2d(64)]
+    cin = 64
+    for planes, first_stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        for block in range(2):
+            stride = first_stride if block == 0 else 1
+            shortcut = ([conv(cin, planes, k=1, stride=stride, padding=0), bn2d(planes)]
+                        if stride != 1 or cin != planes else [])
+            body = [irconv(cin, planes, stride=stride, padding_value=padding_value), bn2d(planes), HARDTANH,
+                    irconv(planes, planes, padding_value=padding_value), bn2d(planes)]
+            layers += [residual(body, shortcut), HARDTANH]
+            cin = planes
+    return layers + [GLOBAL_AVGPOOL, FLATTEN, bn1d(512), linear(512, num_classes)]
+
+
+def _vgg_small(channels, size, num_classes, padding_value):
+    """conv -> (pool) -> BN -> hardtanh, as the official VGG-Small orders them."""
+    def stage(cin, cout, pool):
+        return [irconv(cin, cout, padding_value=padding_value)] + ([maxpool()] if pool else []) + [bn2d(cout),
+                                                                                                    HARDTANH]
+    layers = [conv(channels, 128), bn2d(128), HARDTANH]
+    layers += stage(128, 128, True) + stage(128, 256, False) + stage(256, 256, True)
+    layers += stage(256, 512, False) + stage(512, 512, True)
+    side = size // 8
+    return layers + [FLATTEN, linear(512 * side * side, num_classes)]
+
+
+def _mcu_plain(stem: int, widths: list[tuple[int, bool]]):
+    """A plain (shortcut-free) binary net: between binary layers every tensor is bits at deployment,
+    which is what lets it fit a microcontroller's RAM. The stem pools at once: a full-precision map at
+    full resolution is the largest tensor, and 28x28 digits and clothes lose little at 14x14."""
+    def build(channels, size, num_classes, padding_value):
+        layers = [conv(channels, stem), maxpool(), bn2d(stem), HARDTANH]
+        cin, side = stem, size // 2
+        for cout, pool in widths:
+            layers.append(irconv(cin, cout, padding_value=padding_value))
+            if pool:
+                layers.append(maxpool())
+                side //= 2
+            layers += [bn2d(cout), HARDTANH]
+            cin = cout
+        flat = cin * side * side
+        return layers + [FLATTEN, bn1d(flat), linear(flat, num_classes)]
+    return build
+
+
+ARCHS = {a.name: a for a in (
+    Arch("mcu_m4", _mcu_plain(32, [(64, True), (128, False), (128, True)]),
+         "28x28 MCU net for a Cortex-M4 with 64 KB RAM / 256 KB flash", "mcu"),
+    Arch("mcu_m0", _mcu_plain(16, [(32, True), (64, True)]),
+         "small 28x28 MCU net for a Cortex-M0+ with 16 KB RAM / 128 KB flash", "mcu"),
+    Arch("resnet20", _resnet20, "CIFAR ResNet-20 1W/1A, Bi-Real shortcuts, option A", "resnet20"),
+    Arch("resnet20_1w32a", _resnet20_1w32a, "CIFAR ResNet-20 1W/32A (binary weights only)", "resnet20_1w32a"),
+    Arch("vgg_small", _vgg_small, "VGG-Small 1W/1A", "vgg_small"),
+    Arch("resnet18", _resnet18, "CIFAR ResNet-18 1W/1A, FP 1x1 downsample", "resnet18"),
+)}
+
+
+def get_arch(name: str) -> Arch:
+    try:
+        return ARCHS[name]
+    except KeyError:
+        raise IrnetEdgeError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCHS)}") from None
+
+
+def zoo_spec(arch: str, channels: int, size: int, num_classes: int, mean, std,
+             padding_value: str = "zero") -> dict:
+    layers = get_arch(arch).build(channels, size, num_classes, padding_value)
+    return {"format": SPEC_FORMAT, "name": arch, "input": {"channels": channels, "height": size, "width": size},
+            "num_classes": num_classes,
+            "layers": [{"type": "input_norm", "mean": list(mean), "std": list(std)}] + layers}

@@ -1,0 +1,281 @@
+"""The training loop: seeded, resumable, CPU or CUDA, multi-GPU through torchrun (DDP).
+
+Everything random is derived from (seed, epoch, rank), so an interrupted run resumed from its last
+checkpoint ends with the same weights as one that was never interrupted.
+"""
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .. import __version__
+from ..data import get_dataset_info, load_split
+from ..data.catalog import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import IrnetEdgeError
+from ..nn.checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from ..nn.layers import set_ede
+from ..nn.spec import build_model
+from ..nn.zoo import zoo_spec
+from .augment import random_crop_flip
+from .ede import EDESchedule
+from .plot import plot_history
+from .recipes import resolve_recipe
+
+MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.json"
+CURVE_FILE = "training_curve.png"
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "mcu_m4"
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    recipe: str = "paper"
+    epochs: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    batch_size: int | None = None
+    ede_per: str | None = None
+    padding_value: str = "zero"
+    seed: int = 0
+    train_limit: int | None = None  # train on the first N samples only (quick checks)
+    spec: dict | None = None  # a custom model; arch then only names it
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device: str | None) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    torch.backends.cudnn.benchmark = True
+    if world == 1:
+        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return _Dist(device=chosen)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+    return _Dist(rank=dist.get_rank(), world=world, device=chosen)
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal conv and linear weights, as the official code; BN gamma 1, beta 0."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight)
+
+
+def model_spec(config: TrainConfig, normalization: str) -> dict:
+    if config.spec is not None:
+        return config.spec
+    info = get_dataset_info(config.dataset)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (info.mean, info.std)
+    if info.channels == 1 and normalization == "imagenet":
+        mean, std = info.mean, info.std  # ImageNet statistics are RGB; grey images keep their own
+    return zoo_spec(config.arch, info.channels, info.size, info.num_classes, mean, std, config.padding_value)
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> floats in [0, 1]; the model's InputNorm does the rest."""
+    return images.float() / 255.0
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000,
+             device: torch.device | None = None) -> tuple[float, float]:
+    """(accuracy as a fraction, mean cross-entropy) of a model in eval mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct, loss = 0, 0.0
+    for start in range(0, labels.shape[0], batch_size):
+        x = to_input(images[start:start + batch_size].to(device))
+        y = labels[start:start + batch_size].to(device)
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    model.train(was_training)
+    return correct / labels.shape[0], loss / labels.shape[0]
+
+
+def _check_out_dir(out: Path, resume: bool, force: bool) -> Checkpoint | None:
+    existing = out / MODEL_FILE
+    if resume:
+        if not existing.is_file():
+            raise IrnetEdgeError(f"--resume: {existing} does not exist; start a new run without --resume")
+        return load_checkpoint(existing)
+    if existing.exists() and not force:
+        raise IrnetEdgeError(f"{out} already holds a training run; pass --resume to continue it "
+                             "or --force to start over")
+    return None
+
+
+def _resumed_config(saved: Checkpoint, requested: TrainConfig, explicit: set[str]) -> TrainConfig:
+    config = TrainConfig(**{f.name: saved.config["train_config"].get(f.name) for f in fields(TrainConfig)})
+    clashes = [f"--{n.replace('_', '-')}" for n in sorted(explicit - {"epochs"})
+               if getattr(requested, n) != getattr(config, n)]
+    if clashes:
+        raise IrnetEdgeError(f"--resume continues the saved run; {', '.join(clashes)} differ from it "
+                             "(only --epochs may change, to extend a finished run)")
+    if "epochs" in explicit:
+        config.epochs = requested.epochs
+    return config
+
+
+def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force: bool = False,
+          explicit: set[str] | None = None, device: str | None = None, progress: bool = True,
+          log: Callable[[str], None] = print, stop_after: int | None = None) -> dict:
+    """Train, writing OUT/model.pt, OUT/metrics.json and OUT/training_curve.png after every epoch.
+
+    stop_after ends this call after that many epochs (a time-boxed job); resume=True continues it.
+    """
+    out = Path(out_dir)
+    env = _setup_distributed(device)
+    saved = _check_out_dir(out, resume, force)
+    if saved is not None:
+        config = _resumed_config(saved, config, explicit or set())
+    recipe = resolve_recipe(config.arch if config.spec is None else None, config.recipe,
+                            epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                            batch_size=config.batch_size, ede_per=config.ede_per)
+    schedule = EDESchedule(recipe.t_min, recipe.t_max, recipe.ede_per)
+    if recipe.batch_size % env.world:
+        raise IrnetEdgeError(f"batch size {recipe.batch_size} does not split over {env.world} processes")
+    info = get_dataset_info(config.dataset)
+
+    train_set = load_split(config.dataset, "train", config.data_dir)
+    test_set = load_split(config.dataset, "test", config.data_dir)
+    if config.train_limit:
+        train_set.images, train_set.labels = (train_set.images[:config.train_limit],
+                                              train_set.labels[:config.train_limit])
+    train_images, train_labels = train_set.images.to(env.device), train_set.labels.to(env.device)
+
+    spec = model_spec(config, recipe.normalization)
+    torch.manual_seed(config.seed)
+    model = build_model(spec)
+    init_weights(model)
+    model.to(env.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+    # closed-form cosine (CosineAnnealingLR's values) so that extending a finished run stays well defined
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: 0.5 * (1 + math.cos(math.pi * epoch / recipe.epochs)))
+    history, start_epoch = [], 0
+    if saved is not None:
+        model.load_state_dict(saved.state_dict)
+        optimizer.load_state_dict(saved.train_state["optimizer"])
+        scheduler.load_state_dict(saved.train_state["scheduler"])
+        history = saved.metrics.get("history", [])
+        start_epoch = saved.train_state["epoch"]
+        if start_epoch >= recipe.epochs:
+            log(f"{out} is already trained for {start_epoch} epochs; pass a larger --epochs to extend it")
+            return saved.metrics
+    net = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
+
+    per_rank_batch = recipe.batch_size // env.world
+    batches = train_labels.shape[0] // env.world // per_rank_batch
+    total_iters = recipe.epochs * batches
+    k, t = schedule.at(start_epoch, recipe.epochs)
+    train_config = asdict(config) | {"epochs": recipe.epochs}
+    if env.main:
+        log(f"training {spec['name']} on {info.name} ({train_labels.shape[0]} train / {len(test_set)} test) "
+            f"on {env.device} x{env.world}: {recipe.epochs} epochs, lr {recipe.lr}, batch {recipe.batch_size}, "
+            f"EDE t {recipe.t_min}->{recipe.t_max} per {recipe.ede_per}")
+    last_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, last_epoch):
+        started = time.time()
+        net.train()
+        order = torch.randperm(train_labels.shape[0], generator=torch.Generator().manual_seed(config.seed * 100003
+                                                                                               + epoch))
+        mine = order[env.rank::env.world].to(env.device)
+        augment_rng = torch.Generator().manual_seed((config.seed * 100003 + epoch) * 1009 + env.rank)
+        loss_sum = torch.zeros((), device=env.device)
+        correct = torch.zeros((), device=env.device, dtype=torch.long)
+        if recipe.ede_per == "epoch":
+            k, t = schedule.at(epoch, recipe.epochs)
+            set_ede(model, k, t)
+        bar = tqdm(range(batches), desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False,
+                   disable=not (progress and env.main), unit="batch")
+        for i in bar:
+            if recipe.ede_per == "iteration":
+                k, t = schedule.at(epoch * batches + i, total_iters)
+                set_ede(model, k, t)
+            idx = mine[i * per_rank_batch:(i + 1) * per_rank_batch]
+            x = to_input(random_crop_flip(train_images[idx], info.crop_padding, info.flip, augment_rng))
+            y = train_labels[idx]
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * y.shape[0]
+            correct += (logits.argmax(1) == y).sum()
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        seen = batches * per_rank_batch
+        if env.world > 1:
+            stats = torch.stack([loss_sum, correct.float()])
+            dist.all_reduce(stats)
+            loss_sum, correct, seen = stats[0], stats[1], seen * env.world
+        if env.main:
+            test_acc, test_loss = evaluate(model, test_set.images, test_set.labels, device=env.device)
+            history.append({"epoch": epoch + 1, "train_loss": loss_sum.item() / seen,
+                            "train_accuracy": correct.item() / seen, "test_loss": test_loss,
+                            "test_accuracy": test_acc, "lr": lr, "k": k, "t": t,
+                            "seconds": time.time() - started})
+            metrics = _metrics(history, spec, config, recipe, env, len(train_labels), len(test_set))
+            ckpt = Checkpoint(spec=spec, state_dict={n: v.detach().cpu() for n, v in model.state_dict().items()},
+                              ede=schedule.state(k, t),
+                              config={"train_config": train_config, "recipe": asdict(recipe),
+                                      "arch": spec["name"], "dataset": info.name},
+                              metrics=metrics,
+                              train_state={"epoch": epoch + 1, "optimizer": optimizer.state_dict(),
+                                           "scheduler": scheduler.state_dict()})
+            _write_outputs(out, ckpt, metrics)
+            h = history[-1]
+            log(f"epoch {epoch + 1}/{recipe.epochs}: loss {h['train_loss']:.4f} train {h['train_accuracy']:.4f} "
+                f"test {test_acc:.4f} ({h['seconds']:.1f} s, k {k:.3g}, t {t:.3g})")
+        if env.world > 1:
+            dist.barrier()
+    if env.world > 1:
+        dist.destroy_process_group()
+    return json.loads((out / METRICS_FILE).read_text()) if env.main else {}
+
+
+def _metrics(history, spec, config, recipe, env, n_train, n_test) -> dict:
+    best = max(history, key=lambda h: h["test_accuracy"])
+    return {"arch": spec["name"], "dataset": config.dataset, "epochs": len(history),
+            "test_accuracy": history[-1]["test_accuracy"], "best_test_accuracy": best["test_accuracy"],
+            "best_epoch": best["epoch"], "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
+            "device": str(env.device), "world_size": env.world, "seed": config.seed, "train_samples": n_train,
+            "test_samples": n_test, "recipe": asdict(recipe), "package_version": __version__,
+            "history": history}
+
+
+def _write_outputs(out: Path, ckpt: Checkpoint, metrics: dict) -> None:
+    save_checkpoint(ckpt, out / MODEL_FILE)
+    atomic_write(out / METRICS_FILE, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
+    atomic_write(out / CURVE_FILE, lambda tmp: plot_history(metrics, tmp))

@@ -1,0 +1,37 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def dataset_dir(name: str) -> Path:
+    """Real data for tests: IRNET_EDGE_TEST_DATA/<name>, else ../shared/data/<name>. Missing data fails
+    the test with the fix: a skipped check would prove nothing."""
+    root = Path(os.environ.get("IRNET_EDGE_TEST_DATA", SHARED_DATA))
+    folder = root / name
+    if not folder.is_dir():
+        pytest.fail(f"test data {folder} is missing: set IRNET_EDGE_TEST_DATA to a folder holding {name}/")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return dataset_dir("mnist")
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    return dataset_dir("cifar10-jpg")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Each test gets its own cache and no network downloads, so results never depend on the machine."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("IRNET_EDGE_OFFLINE", "1")
+    monkeypatch.delenv("IRNET_EDGE_DATA", raising=False)
+    torch.manual_seed(0)
