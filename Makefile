@@ -1,4 +1,4 @@
-# The two commands: `make demo` (set up, then train, evaluate and summarise a model) and `make test`.
+# The two commands: `make demo` (set up, train a model, evaluate it, generate its C and verify it) and `make test`.
 PYTHON_SYS ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -34,6 +34,8 @@ demo: setup
 	fi
 	$(VENV)/bin/irnet-edge evaluate $(DEMO_DIR)/model.pt
 	$(VENV)/bin/irnet-edge summary $(DEMO_DIR)/model.pt
+	$(VENV)/bin/irnet-edge codegen $(DEMO_DIR)/model.pt --target host --out $(DEMO_DIR)/c --force
+	$(VENV)/bin/irnet-edge verify $(DEMO_DIR)/model.pt --target host --samples 1000
 
 test: setup
 	$(PY) -m pytest -q

@@ -124,5 +124,73 @@ def summary(checkpoint):
     click.echo(format_summary(summarize(ckpt.build(), shape), title))
 
 
+def _target_names():
+    from .codegen import TARGETS
+
+    return list(TARGETS)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--prefix", help="C symbol prefix and file name stem [default: the model's name].")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+def codegen(checkpoint, target, out_dir, prefix, force):
+    """Generate C99 for a trained model: NAME.h, NAME.c, NAME_weights.c, kernels, Makefile, manifest.json."""
+    from .codegen import check_out_dir, check_prefix, default_prefix, get_target, render, write_tree
+    from .ir import export
+    from .nn.checkpoint import load_checkpoint
+
+    check_out_dir(out_dir, force)
+    ckpt = load_checkpoint(checkpoint)
+    prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
+    graph = export(ckpt)
+    files, manifest = render(graph, get_target(target), prefix, ckpt.sha256)
+    write_tree(files, out_dir, force)
+    click.echo(f"wrote {len(files)} files to {out_dir}: {', '.join(sorted(files))}")
+    click.echo(f"{len(graph.ops)} ops; weights {manifest['weight_bytes']:,} bytes (flash); "
+               f"arena {manifest['arena_bytes']:,} bytes (RAM, planned exactly)")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True)
+@click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Real test inputs run through the C and compared bit for bit.")
+@click.option("--agreement-samples", type=click.IntRange(min=0), default=10000, show_default=True,
+              help="Test inputs on which the reference is held against the trained model (0: skip).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--prefix", help="C symbol prefix [default: the model's name].")
+def verify(checkpoint, target, samples, agreement_samples, data_dir, prefix):
+    """Compile the generated C, run it on real test inputs and compare every output bit for bit."""
+    from .codegen import check_prefix, default_prefix
+    from .data import load_split
+    from .ir import export
+    from .nn.checkpoint import load_checkpoint
+    from .verify.compare import agreement
+    from .verify.host import verify as verify_host
+
+    ckpt = load_checkpoint(checkpoint)
+    prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
+    dataset = ckpt.config.get("dataset")
+    if dataset is None:
+        raise IrnetEdgeError(f"{checkpoint} does not say which dataset it was trained on; it cannot pick test inputs")
+    graph = export(ckpt)
+    test = load_split(dataset, "test", data_dir)
+    if agreement_samples:
+        n = min(agreement_samples, len(test))
+        top1, worst = agreement(ckpt, graph, test.images[:n])
+        click.echo(f"reference vs trained model on {n} {dataset} test images: top-1 agreement {top1:.2%}, "
+                   f"largest logit difference {worst:.3g}")
+    n = min(samples, len(test))
+    result = verify_host(graph, prefix, ckpt.sha256, test.images[:n].permute(0, 2, 3, 1).contiguous())
+    if result.exact != result.samples:
+        where = result.mismatch.describe() if result.mismatch else "the per-op dumps agree; the final copy differs"
+        raise IrnetEdgeError(f"{result.exact}/{result.samples} bit-exact on {target}; sample {result.first_bad} "
+                             f"differs: {where}")
+    click.echo(f"{result.exact}/{result.samples} bit-exact on {target}")
+
+
 if __name__ == "__main__":
     main()

@@ -94,6 +94,13 @@ def test_one_padding_needs_binary_activations():
         IRConv2d(3, 4, 3, padding=1, binary_act=False, padding_value="one")
 
 
+def test_single_weight_filters_are_refused():
+    with pytest.raises(ValueError, match="at least 2 weights per filter; this layer has 1"):
+        IRConv2d(1, 4, 1)
+    with pytest.raises(ValueError, match="at least 2 weights"):
+        IRLinear(1, 4)
+
+
 def test_1w32a_keeps_activations_full_precision():
     conv = IRConv2d(3, 4, 3, padding=1, binary_act=False)
     x = torch.randn(1, 3, 5, 5)

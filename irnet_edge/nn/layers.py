@@ -15,6 +15,12 @@ class EDEState:
     t: float = 1.0
 
 
+def _check_filter_size(weights_per_filter: int) -> None:
+    if weights_per_filter < 2:
+        raise ValueError("Libra-PB standardises each filter by its unbiased std, which needs at least 2 weights "
+                         f"per filter; this layer has {weights_per_filter}")
+
+
 class IRConv2d(nn.Conv2d, EDEState):
     """Conv with Libra-PB weights and (optionally) EDE-binarized inputs.
 
@@ -30,6 +36,7 @@ class IRConv2d(nn.Conv2d, EDEState):
         if padding_value == "one" and not binary_act:
             raise ValueError("padding_value='one' needs binary activations (binary_act=True)")
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        _check_filter_size(self.weight[0].numel())
         self.binary_act = binary_act
         self.padding_value = padding_value
 
@@ -50,6 +57,7 @@ class IRLinear(nn.Linear, EDEState):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, binary_act: bool = True):
         super().__init__(in_features, out_features, bias=bias)
+        _check_filter_size(in_features)
         self.binary_act = binary_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 Deployed bytes follow the bit-packed layout: a binary conv or linear stores, per output channel, its
 kh*kw taps each as ceil(Cin/32) 32-bit words, plus one float32 multiplier and one float32 bias
 (the fused output transform that absorbs the Libra-PB scale and the BatchNorm after it). Full-precision
-weights are float32. A BatchNorm right after a conv or linear folds into it and costs nothing.
+weights are float32. A BatchNorm right after a conv or linear, or right before the classifier, folds
+into it and costs nothing.
 """
 import math
 from dataclasses import dataclass
@@ -60,10 +61,11 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Layer
         for h in hooks:
             h.remove()
         model.train(was_training)
-    previous = None
-    for name, m in _leaves(model):
-        if name not in shapes:  # e.g. an empty shortcut
-            continue
+    executed = [(name, m) for name, m in _leaves(model) if name in shapes]  # an empty shortcut runs nothing
+    for i, (name, m) in enumerate(executed):
+        # a max-pool between a conv and its BatchNorm does not stop the fold (thresholds commute with it)
+        previous = next((p for _, p in reversed(executed[:i]) if not isinstance(p, nn.MaxPool2d)), None)
+        following = executed[i + 1][1] if i + 1 < len(executed) else None
         out_shape = shapes[name]
         row = LayerRow(name, type(m).__name__, out_shape[1:])
         if isinstance(m, (IRConv2d, IRLinear)):
@@ -74,12 +76,11 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Layer
             row.float_macs = m.weight.numel() * math.prod(out_shape[2:])
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             row.float_params = 2 * m.num_features
-            folded = isinstance(previous, (nn.Conv2d, nn.Linear))
+            folded = isinstance(previous, (nn.Conv2d, nn.Linear)) or isinstance(following, nn.Linear)
             row.deployed_bytes = 0 if folded else 8 * m.num_features
         elif isinstance(m, InputNorm):
             row.deployed_bytes = 8 * m.mean.numel()
         rows.append(row)
-        previous = m
     return rows
 
 

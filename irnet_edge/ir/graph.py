@@ -1,0 +1,75 @@
+"""The deployment graph: typed tensors and deploy ops with their constant data.
+
+This is the contract between export (which reads a checkpoint) and everything after it (the reference
+executor, C generation, verification): none of those ever look at a torch module. The exact arithmetic
+of every op is defined in docs/arithmetic.md.
+
+Tensors are stored pixel-major (HWC): "f32" as float32 [H][W][C], "bits" as uint32 words
+[H][W][ceil(C/32)] with channel c in bit c % 32 of word c / 32 and bit 1 meaning -1, "u8" as the raw
+input [H][W][C]. A vector is a tensor with H = W = 1.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+KINDS = ("u8", "f32", "bits")
+
+
+def words_for(channels: int) -> int:
+    return (channels + 31) // 32
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    kind: str
+    channels: int
+    height: int = 1
+    width: int = 1
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def words(self) -> int:
+        return words_for(self.channels)
+
+    @property
+    def nbytes(self) -> int:
+        pixels = self.height * self.width
+        if self.kind == "bits":
+            return pixels * self.words * 4
+        return pixels * self.channels * (4 if self.kind == "f32" else 1)
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.height}x{self.width}x{self.channels}"
+
+
+@dataclass
+class Op:
+    """One deploy op. attrs are ints and strings; consts are numpy arrays in their stored C layout."""
+
+    kind: str
+    name: str
+    inputs: list[str]
+    output: str
+    attrs: dict = field(default_factory=dict)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""  # the model layers it implements, for comments and error messages
+
+
+@dataclass
+class Graph:
+    name: str
+    num_classes: int
+    input: str
+    output: str
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+
+    def tensor(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def const_bytes(self) -> int:
+        return sum(int(a.nbytes) for op in self.ops for a in op.consts.values())

@@ -1,0 +1,171 @@
+"""The reference executor: runs a deployment graph in PyTorch with exactly the deployed arithmetic.
+
+Binary parts are integers (dot products of +/-1 values, computed in float64, exact for |d| < 2^53);
+float parts are float32 elementwise ops in the order docs/arithmetic.md fixes, each a separate op on
+fully expanded operands (no reductions, no fused multiply-add, no scalar fast paths), so every value
+equals what the C computes bit for bit.
+
+Tensors are batched and pixel-major like the C: f32 as (N, H, W, C) float32, bits as (N, H, W, C) bool
+"negative" flags (packed only to compare with C dumps).
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .bits import unpack_negative
+from .graph import Graph, Op
+
+
+def _full(values: np.ndarray, shape) -> torch.Tensor:
+    """Per-channel constants broadcast over the last axis: a full-shaped (strided) operand, never a scalar."""
+    return torch.from_numpy(np.ascontiguousarray(values)).reshape(*(1,) * (len(shape) - 1), -1).expand(shape)
+
+
+def _act(y: torch.Tensor, act: str) -> torch.Tensor:
+    if act == "hardtanh":
+        return torch.where(y < -1, torch.full_like(y, -1.0), torch.where(y > 1, torch.full_like(y, 1.0), y))
+    if act == "relu":
+        return torch.where(y > 0, y, torch.zeros_like(y))
+    return y
+
+
+def _affine(acc: torch.Tensor, op: Op) -> torch.Tensor:
+    y = acc * _full(op.consts["mult"], acc.shape)
+    y = y + _full(op.consts["add"], acc.shape)
+    return _act(y, op.attrs["act"])
+
+
+def _windows(x: torch.Tensor, k: int, stride: int, pad: int, fill):
+    """Yield (ky, kx, slice (N, Ho, Wo, C), valid (1, Ho, Wo, 1)) for every kernel tap."""
+    n, h, w, c = x.shape
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    padded = F.pad(x.permute(0, 3, 1, 2), (pad, pad, pad, pad), value=fill).permute(0, 2, 3, 1)
+    valid = F.pad(torch.ones(1, 1, h, w), (pad, pad, pad, pad)).permute(0, 2, 3, 1).bool()
+    for ky in range(k):
+        for kx in range(k):
+            rows = slice(ky, ky + stride * (ho - 1) + 1, stride)
+            cols = slice(kx, kx + stride * (wo - 1) + 1, stride)
+            yield ky, kx, padded[:, rows, cols, :], valid[:, rows, cols, :]
+
+
+def conv_f32(x: torch.Tensor, op: Op) -> torch.Tensor:
+    k, stride, pad = op.attrs["k"], op.attrs["stride"], op.attrs["pad"]
+    weight = torch.from_numpy(op.consts["weight"])  # (Cout, k, k, Cin)
+    acc = None
+    for ky, kx, xs, valid in _windows(x, k, stride, pad, 0.0):
+        if acc is None:
+            acc = torch.zeros(*xs.shape[:3], weight.shape[0], dtype=torch.float32)
+        keep = valid.expand_as(acc)
+        for ci in range(x.shape[3]):
+            prod = xs[..., ci:ci + 1].expand_as(acc) * _full(weight[:, ky, kx, ci].numpy(), acc.shape)
+            acc = torch.where(keep, acc + prod, acc)
+    y = acc * _full(op.consts["mult"], acc.shape)
+    y = y + _full(op.consts["add"], acc.shape)
+    if op.attrs["out"] == "bits":
+        return y < 0
+    return _act(y, op.attrs["act"])
+
+
+def binary_dot(x_negative: torch.Tensor, weight_words: np.ndarray, k: int, stride: int, pad: int,
+               pad_one: bool) -> torch.Tensor:
+    """Integer +/-1 dot products (N, Ho, Wo, Cout); padded taps are 0 (zero padding) or +1."""
+    cin = x_negative.shape[3]
+    w = 1.0 - 2.0 * torch.from_numpy(unpack_negative(weight_words, cin)).double()  # (Cout, k, k, Cin)
+    x = 1.0 - 2.0 * x_negative.double()
+    dot = None
+    for ky, kx, xs, _ in _windows(x, k, stride, pad, 1.0 if pad_one else 0.0):
+        term = torch.einsum("nhwc,oc->nhwo", xs, w[:, ky, kx, :])
+        dot = term if dot is None else dot + term
+    return dot.round().long()
+
+
+def bconv(x: torch.Tensor, op: Op) -> torch.Tensor:
+    a = op.attrs
+    dot = binary_dot(x, op.consts["weight"], a["k"], a["stride"], a["pad"], bool(a["pad_one"]))
+    if a["out"] == "bits":
+        return dot < torch.from_numpy(op.consts["threshold"]).long()
+    return _affine(dot.float(), op)
+
+
+def _pool_windows(x: torch.Tensor, k: int):
+    n, h, w, c = x.shape
+    ho, wo = (h - k) // k + 1, (w - k) // k + 1
+    return [x[:, wy:wy + k * ho:k, wx:wx + k * wo:k, :] for wy in range(k) for wx in range(k)]
+
+
+def maxpool_bits(x: torch.Tensor, op: Op) -> torch.Tensor:
+    use_or = torch.from_numpy(unpack_negative(op.consts["or_mask"], x.shape[3]))
+    windows = _pool_windows(x, op.attrs["k"])
+    all_neg = torch.stack(windows).all(0)
+    any_neg = torch.stack(windows).any(0)
+    return torch.where(use_or, any_neg, all_neg)
+
+
+def maxpool_f32(x: torch.Tensor, op: Op) -> torch.Tensor:
+    use_min = torch.from_numpy(op.consts["min_mask"].astype(bool))
+    windows = _pool_windows(x, op.attrs["k"])
+    best = windows[0]
+    for v in windows[1:]:
+        best = torch.where(use_min, torch.where(v < best, v, best), torch.where(v > best, v, best))
+    return best
+
+
+def avgpool(x: torch.Tensor, op: Op) -> torch.Tensor:
+    total = torch.zeros(x.shape[0], 1, 1, x.shape[3])
+    for h in range(x.shape[1]):
+        for w in range(x.shape[2]):
+            total = total + x[:, h:h + 1, w:w + 1, :]
+    return total / torch.full_like(total, float(x.shape[1] * x.shape[2]))
+
+
+def shortcut_a(x: torch.Tensor, op: Op) -> torch.Tensor:
+    pad = op.attrs["pad"]
+    sub = x[:, ::2, ::2, :]
+    out = torch.zeros(*sub.shape[:3], sub.shape[3] + 2 * pad)
+    out[..., pad:pad + sub.shape[3]] = sub
+    return out
+
+
+def normalize(x: torch.Tensor, op: Op) -> torch.Tensor:
+    v = x.float()
+    v = v / torch.full_like(v, 255.0)
+    v = v - _full(op.consts["mean"], v.shape)
+    return v / _full(op.consts["std"], v.shape)
+
+
+KERNELS = {
+    "normalize": lambda ins, op: normalize(ins[0], op),
+    "conv_f32": lambda ins, op: conv_f32(ins[0], op),
+    "bconv": lambda ins, op: bconv(ins[0], op),
+    "sign_pack": lambda ins, op: ins[0] < 0,
+    "maxpool_bits": lambda ins, op: maxpool_bits(ins[0], op),
+    "maxpool_f32": lambda ins, op: maxpool_f32(ins[0], op),
+    "avgpool": lambda ins, op: avgpool(ins[0], op),
+    "add": lambda ins, op: _act(ins[0] + ins[1], op.attrs["act"]),
+    "clamp": lambda ins, op: _act(ins[0], op.attrs["act"]),
+    "affine": lambda ins, op: _affine(ins[0], op),
+    "shortcut_a": lambda ins, op: shortcut_a(ins[0], op),
+}
+
+
+def run(graph: Graph, inputs: torch.Tensor, keep_all: bool = False) -> dict[str, torch.Tensor] | torch.Tensor:
+    """inputs: uint8 (N, H, W, C). Returns the logits (N, classes) float32, or every tensor if keep_all."""
+    values = {graph.input: inputs}
+    remaining = {}
+    for op in graph.ops:
+        for name in op.inputs:
+            remaining[name] = remaining.get(name, 0) + 1
+    for op in graph.ops:
+        values[op.output] = KERNELS[op.kind]([values[n] for n in op.inputs], op)
+        if not keep_all:
+            for name in op.inputs:
+                remaining[name] -= 1
+                if remaining[name] == 0 and name != graph.input:
+                    del values[name]
+    if keep_all:
+        return values
+    return values[graph.output].reshape(inputs.shape[0], -1)
+
+
+def run_batched(graph: Graph, inputs: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    return torch.cat([run(graph, inputs[i:i + batch]) for i in range(0, inputs.shape[0], batch)])

@@ -1,0 +1,55 @@
+"""`irnet-edge verify --target host`: generate, compile with gcc, run on real inputs, compare bit for bit."""
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..codegen import get_target, render, write_tree
+from ..ir import reference
+from ..ir.graph import Graph
+from . import toolchain
+from .compare import LayerMismatch, first_mismatch
+
+
+@dataclass
+class VerifyResult:
+    samples: int
+    exact: int
+    first_bad: int | None = None
+    mismatch: LayerMismatch | None = None
+
+
+def run_c(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, work: Path,
+          cflags: str = toolchain.STRICT_CFLAGS, defines: tuple[str, ...] = (), ldflags: str = "",
+          dump_dir: Path | None = None, tree_name: str = "c") -> np.ndarray:
+    """Generates the host C into work/tree_name, builds it and returns its float32 logits (N, classes)."""
+    files, _ = render(graph, get_target("host"), prefix, checkpoint_sha256)
+    tree = work / tree_name
+    write_tree(files, tree, force=True)
+    runner = toolchain.build(tree, cflags=cflags, defines=defines, ldflags=ldflags)
+    inputs_path, outputs_path = work / f"{tree_name}_inputs.bin", work / f"{tree_name}_outputs.bin"
+    inputs_hwc.numpy().astype(np.uint8).tofile(inputs_path)
+    toolchain.run(runner, inputs_path, outputs_path, dump_dir)
+    return np.fromfile(outputs_path, dtype=np.float32).reshape(inputs_hwc.shape[0], graph.num_classes)
+
+
+def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor,
+           cflags: str = toolchain.STRICT_CFLAGS, ldflags: str = "") -> VerifyResult:
+    expected = reference.run_batched(graph, inputs_hwc).numpy()
+    with tempfile.TemporaryDirectory(prefix="irnet-edge-verify-") as tmp:
+        work = Path(tmp)
+        got = run_c(graph, prefix, checkpoint_sha256, inputs_hwc, work, cflags=cflags, ldflags=ldflags)
+        same = (got.view(np.int32) == expected.view(np.int32)).all(axis=1)
+        result = VerifyResult(samples=len(same), exact=int(same.sum()))
+        if result.exact == result.samples:
+            return result
+        result.first_bad = int(np.nonzero(~same)[0][0])
+        dump_dir = work / "dump"
+        dump_dir.mkdir()
+        run_c(graph, prefix, checkpoint_sha256, inputs_hwc[result.first_bad:result.first_bad + 1], work,
+              cflags=cflags, defines=(f"{prefix.upper()}_DEBUG_DUMP",), dump_dir=dump_dir, tree_name="debug")
+        dumps = {i: (dump_dir / f"op{i:03d}.bin").read_bytes() for i in range(len(graph.ops))}
+        result.mismatch = first_mismatch(graph, inputs_hwc[result.first_bad], dumps)
+        return result
