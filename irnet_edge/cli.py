@@ -153,29 +153,45 @@ def codegen(checkpoint, target, out_dir, prefix, force):
                f"arena {manifest['arena_bytes']:,} bytes (RAM, planned exactly)")
 
 
+def _board_names():
+    from .codegen.firmware import board_names
+
+    return board_names()
+
+
+def _cpu_names():
+    from .codegen.firmware import cpu_names
+
+    return cpu_names()
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True)
+@click.option("--board", type=click.Choice(_board_names()), help="Emulated board for --target cortex-m.")
+@click.option("--cpu", type=click.Choice(_cpu_names()), help="Build for a smaller core than the board's own.")
 @click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
               help="Real test inputs run through the C and compared bit for bit.")
 @click.option("--agreement-samples", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Test inputs on which the reference is held against the trained model (0: skip).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prefix", help="C symbol prefix [default: the model's name].")
-def verify(checkpoint, target, samples, agreement_samples, data_dir, prefix):
+def verify(checkpoint, target, board, cpu, samples, agreement_samples, data_dir, prefix):
     """Compile the generated C, run it on real test inputs and compare every output bit for bit."""
     from .codegen import check_prefix, default_prefix
+    from .codegen.firmware import load_board
     from .data import load_split
     from .ir import export
     from .nn.checkpoint import load_checkpoint
+    from .verify import host, qemu
     from .verify.compare import agreement
-    from .verify.host import verify as verify_host
 
+    if target == "cortex-m" and board is None:
+        raise IrnetEdgeError("--target cortex-m needs --board, one of the emulated boards: "
+                             + ", ".join(b for b in _board_names() if load_board(b).emulator))
     ckpt = load_checkpoint(checkpoint)
     prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
-    dataset = ckpt.config.get("dataset")
-    if dataset is None:
-        raise IrnetEdgeError(f"{checkpoint} does not say which dataset it was trained on; it cannot pick test inputs")
+    dataset = _checkpoint_dataset(ckpt, checkpoint)
     graph = export(ckpt)
     test = load_split(dataset, "test", data_dir)
     if agreement_samples:
@@ -184,12 +200,78 @@ def verify(checkpoint, target, samples, agreement_samples, data_dir, prefix):
         click.echo(f"reference vs trained model on {n} {dataset} test images: top-1 agreement {top1:.2%}, "
                    f"largest logit difference {worst:.3g}")
     n = min(samples, len(test))
-    result = verify_host(graph, prefix, ckpt.sha256, test.images[:n].permute(0, 2, 3, 1).contiguous())
+    inputs = test.images[:n].permute(0, 2, 3, 1).contiguous()
+    if target == "host":
+        result, where = host.verify(graph, prefix, ckpt.sha256, inputs), "host"
+    else:
+        chosen = load_board(board)
+        result = qemu.verify(graph, prefix, ckpt.sha256, inputs, chosen, cpu, dataset, test.labels[:n].numpy())
+        where = f"{board} ({cpu or chosen.cpu}, QEMU)"
     if result.exact != result.samples:
-        where = result.mismatch.describe() if result.mismatch else "the per-op dumps agree; the final copy differs"
-        raise IrnetEdgeError(f"{result.exact}/{result.samples} bit-exact on {target}; sample {result.first_bad} "
-                             f"differs: {where}")
-    click.echo(f"{result.exact}/{result.samples} bit-exact on {target}")
+        detail = f": {result.mismatch.describe()}" if result.mismatch else ""
+        raise IrnetEdgeError(f"{result.exact}/{result.samples} bit-exact on {where}; sample {result.first_bad} "
+                             f"differs{detail}")
+    click.echo(f"{result.exact}/{result.samples} bit-exact on {where}")
+
+
+def _checkpoint_dataset(ckpt, path) -> str:
+    dataset = ckpt.config.get("dataset")
+    if dataset is None:
+        raise IrnetEdgeError(f"{path} does not say which dataset it was trained on; it cannot pick test inputs")
+    return dataset
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--board", type=click.Choice(_board_names()), required=True)
+@click.option("--cpu", type=click.Choice(_cpu_names()), help="Build for a smaller core than the board's own.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--samples", type=click.IntRange(min=1, max=255), default=8, show_default=True,
+              help="Real test images embedded for the demo run.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--prefix", help="C symbol prefix [default: the model's name].")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
+    """Write and build a firmware project for a board: app.elf, app.bin, app.hex and a size report."""
+    from .codegen import check_out_dir, check_prefix, default_prefix, write_tree
+    from .codegen.firmware import load_board, render_firmware
+    from .data import load_split
+    from .ir import export
+    from .nn.checkpoint import load_checkpoint
+    from .verify.qemu import build_firmware, size_report
+
+    check_out_dir(out_dir, force)
+    ckpt = load_checkpoint(checkpoint)
+    prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
+    dataset = _checkpoint_dataset(ckpt, checkpoint)
+    chosen = load_board(board)
+    graph = export(ckpt)
+    test = load_split(dataset, "test", data_dir)
+    files = render_firmware(graph, prefix, ckpt.sha256, chosen, cpu,
+                            test.images[:samples].permute(0, 2, 3, 1).numpy(), test.labels[:samples].numpy(), dataset)
+    write_tree(files, out_dir, force)
+    build_firmware(out_dir)
+    click.echo(size_report(out_dir, chosen))
+
+
+@main.command("run")
+@click.argument("project", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--timeout", type=click.IntRange(min=1), default=120, show_default=True)
+def run_firmware(project, timeout):
+    """Run a firmware project's app.elf on its emulated board and print its output."""
+    from .codegen.firmware import read_project
+    from .verify.qemu import run_elf
+
+    info = read_project(project)
+    if not info["emulator"]:
+        raise IrnetEdgeError(f"{info['board']} is a real board; flash it with `irnet-edge flash {project}`")
+    elf = project / "app.elf"
+    if not elf.is_file():
+        raise IrnetEdgeError(f"{elf} does not exist; build it with `make -C {project}`")
+    rc, output = run_elf(info["emulator"]["machine"], elf.resolve(), timeout=timeout)
+    click.echo(output, nl=False)
+    if rc != 0:
+        raise SystemExit(rc)
 
 
 if __name__ == "__main__":

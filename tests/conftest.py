@@ -35,3 +35,17 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("IRNET_EDGE_OFFLINE", "1")
     monkeypatch.delenv("IRNET_EDGE_DATA", raising=False)
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def trained_mcu(mnist_dir, tmp_path_factory):
+    """mcu_m4 and mcu_m0 trained briefly on real MNIST: real weights, real BN statistics."""
+    from irnet_edge.train import TrainConfig, train
+
+    out = {}
+    for arch in ("mcu_m4", "mcu_m0"):
+        folder = tmp_path_factory.mktemp(arch)
+        train(TrainConfig(arch=arch, dataset="mnist", data_dir=str(mnist_dir), epochs=1, train_limit=4000),
+              folder, progress=False, log=lambda s: None)
+        out[arch] = folder / "model.pt"
+    return out

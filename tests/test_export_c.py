@@ -69,18 +69,6 @@ def cifar_test(cifar_dir):
     return load_split("cifar10", "test", cifar_dir)
 
 
-@pytest.fixture(scope="module")
-def trained_mcu(mnist_dir, tmp_path_factory):
-    """mcu_m4 and mcu_m0 trained briefly on real MNIST: real weights, real BN statistics."""
-    out = {}
-    for arch in ("mcu_m4", "mcu_m0"):
-        folder = tmp_path_factory.mktemp(arch)
-        train(TrainConfig(arch=arch, dataset="mnist", data_dir=str(mnist_dir), epochs=1, train_limit=4000),
-              folder, progress=False, log=lambda s: None)
-        out[arch] = folder / "model.pt"
-    return out
-
-
 @pytest.mark.parametrize("arch", ["mcu_m4", "mcu_m0"])
 def test_mcu_models_agree_with_the_trained_model_and_the_c_is_bit_exact(arch, trained_mcu, mnist_test):
     from irnet_edge.nn.checkpoint import load_checkpoint
@@ -113,7 +101,7 @@ def test_cifar_zoo_models(arch, steps, agree_n, c_n, cifar_train, cifar_test, tm
 
 # ---- a randomised grid of single layers ---------------------------------------------------------
 
-def _grid():
+def _grid() -> list[dict]:
     cases = []
     for i, cin in enumerate((1, 3, 16, 31, 32, 33, 64, 65)):
         for j, k in enumerate((1, 3, 5)):
@@ -127,9 +115,11 @@ def _grid():
     return cases
 
 
-@pytest.mark.parametrize("case", _grid(), ids=lambda c: "{kind}-cin{cin}-k{k}-s{stride}-{padding_value}-p{pad}-"
-                         "hw{size}-pool{pool:d}-bits{bits_out:d}".format(kind="bin" if c["binary"] else "fp", **c))
-def test_layer_grid_c_equals_reference(case, tmp_path):
+GRID = _grid()
+
+
+def grid_model(case, tmp_path):
+    """A small graph around one conv of the grid: (checkpoint, graph, uint8 HWC inputs)."""
     generator = torch.Generator().manual_seed(case["cin"] * 10 + case["k"])
     size, cin, cout = case["size"], case["cin"], case["cout"]
     if case["padding_value"] == "one" and case["pad"] == 0:
@@ -154,11 +144,22 @@ def test_layer_grid_c_equals_reference(case, tmp_path):
             m.weight.data = torch.randn(m.weight.shape, generator=generator)
     images = torch.randint(0, 256, (96, 1, size, size), dtype=torch.uint8, generator=generator)
     ckpt = calibrated(model, (1, size, size), images, "mnist", tmp_path / "m.pt")
-    graph = export(ckpt)
+    return ckpt, export(ckpt), hwc(images)
+
+
+def grid_id(c: dict) -> str:
+    kind = "bin" if c["binary"] else "fp"
+    return "{kind}-cin{cin}-k{k}-s{stride}-{padding_value}-p{pad}-hw{size}-pool{pool:d}-bits{bits_out:d}".format(
+        kind=kind, **c)
+
+
+@pytest.mark.parametrize("case", GRID, ids=grid_id)
+def test_layer_grid_c_equals_reference(case, tmp_path):
+    ckpt, graph, inputs = grid_model(case, tmp_path)
     kinds = [op.kind for op in graph.ops]
     assert kinds.count("conv_f32") == 2 + (not case["binary"])  # stem, classifier and the tested conv
     assert ("maxpool_bits" in kinds or "maxpool_f32" in kinds) == ("maxpool2d" in str(ckpt.spec))
-    result = verify(graph, "grid", ckpt.sha256, hwc(images[:16]))
+    result = verify(graph, "grid", ckpt.sha256, inputs[:16])
     assert result.exact == result.samples == 16
 
 

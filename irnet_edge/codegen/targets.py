@@ -1,4 +1,4 @@
-"""Code-generation targets as data: which template tree renders them and how they are compiled."""
+"""Code-generation targets as data: which template folders render them (later folders add files)."""
 from dataclasses import dataclass
 
 from ..errors import IrnetEdgeError
@@ -7,12 +7,13 @@ from ..errors import IrnetEdgeError
 @dataclass(frozen=True)
 class Target:
     name: str
-    templates: str  # folder under templates/
+    templates: tuple[str, ...]  # folders under templates/
     description: str
 
 
 TARGETS = {t.name: t for t in (
-    Target("host", "host", "portable C99 for any C compiler (the reference kernels)"),
+    Target("host", ("model", "host"), "portable C99 for any C compiler, with a host runner and Makefile"),
+    Target("cortex-m", ("model",), "the model for arm-none-eabi-gcc; `irnet-edge firmware` adds a board project"),
 )}
 
 
@@ -20,4 +21,4 @@ def get_target(name: str) -> Target:
     try:
         return TARGETS[name]
     except KeyError:
-        raise IrnetEdgeError(f"unknown target {name!r}; available now: {', '.join(TARGETS)}") from None
+        raise IrnetEdgeError(f"unknown target {name!r}; available: {', '.join(TARGETS)}") from None

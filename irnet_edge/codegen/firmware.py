@@ -1,0 +1,139 @@
+"""Firmware projects: the generated model plus board support rendered from firmware/ (boards and CPUs are
+data files), checked against the board's flash and RAM before anything is written."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IrnetEdgeError
+from ..ir.graph import Graph
+from ..resources import asset_dir
+from .planner import plan
+from .render import format_array, render, render_dir
+from .targets import get_target
+
+CODE_ESTIMATE = 12 * 1024  # startup, kernels, main and libc pieces at -O2, measured on the zoo models
+DEFAULT_STACK = 4096
+FEATURES = ("fpu", "dsp", "mve")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    cpu: str
+    console: str
+    flash: dict
+    ram: dict
+    clock_hz: int
+    emulator: dict | None = None
+    flash_tool: dict | None = None
+    stack_bytes: int = DEFAULT_STACK
+
+
+def board_names() -> list[str]:
+    return sorted(p.stem for p in (asset_dir("firmware") / "boards").glob("*.json"))
+
+
+def load_board(name: str) -> Board:
+    path = asset_dir("firmware") / "boards" / f"{name}.json"
+    if not path.is_file():
+        raise IrnetEdgeError(f"unknown board {name!r}; available: {', '.join(board_names())}")
+    return Board(name=name, **json.loads(path.read_text()))
+
+
+def cpu_names() -> list[str]:
+    return list(json.loads((asset_dir("firmware") / "cpus.json").read_text()))
+
+
+def load_cpu(name: str) -> dict:
+    cpus = json.loads((asset_dir("firmware") / "cpus.json").read_text())
+    if name not in cpus:
+        raise IrnetEdgeError(f"unknown CPU {name!r}; available: {', '.join(cpus)}")
+    return cpus[name]
+
+
+def resolve_cpu(board: Board, cpu: str | None) -> tuple[str, dict]:
+    """The board's CPU, or a smaller one whose code the board's core also runs (e.g. v6-M on an M3)."""
+    name = cpu or board.cpu
+    chosen, native = load_cpu(name), load_cpu(board.cpu)
+    missing = [f for f in FEATURES if chosen[f] and not native[f]]
+    if missing:
+        raise IrnetEdgeError(f"--cpu {name} needs {', '.join(missing)}, which {board.name} ({board.cpu}) lacks")
+    return name, chosen
+
+
+@dataclass
+class Budget:
+    weights: int
+    samples: int
+    arena: int
+    stack: int
+    buffers: int
+
+    @property
+    def flash(self) -> int:
+        return self.weights + self.samples + CODE_ESTIMATE
+
+    @property
+    def ram(self) -> int:
+        return self.arena + self.stack + self.buffers
+
+
+def check_fit(graph: Graph, board: Board, samples: int) -> Budget:
+    _, arena = plan(graph)
+    inp = graph.tensor(graph.input)
+    budget = Budget(weights=graph.const_bytes(), samples=samples * (inp.nbytes + 1), arena=arena,
+                    stack=board.stack_bytes, buffers=inp.nbytes + 1024)
+    problems = []
+    if budget.flash > board.flash["length"]:
+        problems.append(f"flash: needs {budget.flash:,} bytes (weights {budget.weights:,}, samples "
+                        f"{budget.samples:,}, code about {CODE_ESTIMATE:,}), the board has {board.flash['length']:,}")
+    if budget.ram > board.ram["length"]:
+        problems.append(f"RAM: needs {budget.ram:,} bytes (arena {budget.arena:,}, stack {budget.stack:,}, "
+                        f"buffers {budget.buffers:,}), the board has {board.ram['length']:,}")
+    if problems:
+        raise IrnetEdgeError(f"{graph.name} is too big for {board.name}: {'; '.join(problems)}. Use a smaller model "
+                             "(e.g. mcu_m0), fewer --samples, or a board with more memory")
+    return budget
+
+
+def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Board, cpu: str | None,
+                    sample_inputs: np.ndarray, sample_labels: np.ndarray, dataset: str) -> dict[str, str]:
+    """Files of a self-contained firmware project (sample_inputs: uint8 (N, H, W, C))."""
+    cpu_name, cpu_preset = resolve_cpu(board, cpu)
+    budget = check_fit(graph, board, len(sample_inputs))
+    files, manifest = render(graph, get_target("cortex-m"), prefix, checkpoint_sha256)
+    ctx = {
+        "banner": files[f"{prefix}.h"].splitlines()[0], "prefix": prefix, "guard": prefix.upper(),
+        "model_name": graph.name, "board": board, "board_name": board.name, "cpu": cpu_preset, "cpu_name": cpu_name,
+        "flash_origin": hex(board.flash["origin"]), "flash_length": board.flash["length"],
+        "ram_origin": hex(board.ram["origin"]), "ram_length": board.ram["length"], "stack_bytes": board.stack_bytes,
+        "input": graph.tensor(graph.input), "dataset": dataset,
+        "samples": [{"body": format_array(s.reshape(-1).astype(np.uint8))} for s in sample_inputs],
+        "labels": format_array(np.asarray(sample_labels, dtype=np.uint8)),
+    }
+    ctx["make_banner"] = ctx["banner"].replace("/*", "#").replace(" */", "")
+
+    def console_only(name: str) -> str | None:  # one console driver per board, always named console.c
+        if not name.startswith("console_"):
+            return name
+        return "console.c" if name == f"console_{board.console}.c" else None
+
+    files.update(render_dir(asset_dir("firmware") / "project", ctx, prefix, console_only))
+    files["firmware.json"] = json.dumps({
+        "board": board.name, "cpu": cpu_name, "prefix": prefix, "emulator": board.emulator,
+        "flash_tool": board.flash_tool, "flash": board.flash, "ram": board.ram, "budget": {
+            "weights": budget.weights, "samples": budget.samples, "arena": budget.arena, "stack": budget.stack,
+            "flash_estimate": budget.flash, "ram_estimate": budget.ram},
+        "model": manifest["model"], "checkpoint_sha256": checkpoint_sha256}, indent=2) + "\n"
+    return files
+
+
+def read_project(folder: Path) -> dict:
+    info = folder / "firmware.json"
+    if not info.is_file():
+        raise IrnetEdgeError(f"{folder} is not a firmware project (no firmware.json); create one with "
+                             "`irnet-edge firmware MODEL.pt --board B --out DIR`")
+    return json.loads(info.read_text())

@@ -1,0 +1,88 @@
+"""Running Cortex-M firmware under qemu-system-arm (semihosting for console, files and exit status)."""
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..codegen import write_tree
+from ..codegen.firmware import Board, render_firmware, resolve_cpu
+from ..errors import IrnetEdgeError
+from ..ir import reference
+from ..ir.graph import Graph
+from . import toolchain
+from .host import VerifyResult
+
+
+def qemu_command(machine: str, elf: Path, append: str | None = None) -> list[str]:
+    cmd = ["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none", "-serial", "none",
+           "-chardev", "stdio,id=sh0", "-semihosting-config", "enable=on,target=native,chardev=sh0",
+           "-kernel", str(elf)]
+    return cmd + (["-append", append] if append else [])
+
+
+def run_elf(machine: str, elf: Path, append: str | None = None, cwd: Path | None = None,
+            timeout: int = 120) -> tuple[int, str]:
+    toolchain.require_tool("qemu-system-arm", "qemu-system-arm")
+    try:
+        result = subprocess.run(qemu_command(machine, elf, append), capture_output=True, text=True, cwd=cwd,
+                                timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise IrnetEdgeError(f"{elf} did not finish within {timeout} s under QEMU {machine}") from None
+    return result.returncode, result.stdout + result.stderr
+
+
+def build_firmware(tree: Path) -> Path:
+    toolchain.require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    result = subprocess.run(["make", "-C", str(tree)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise IrnetEdgeError(f"building the firmware in {tree} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    return tree / "app.elf"
+
+
+def size_report(tree: Path, board: Board) -> str:
+    """Sections of app.elf against the board's flash and RAM, and the deepest static stack frame."""
+    sections = {}
+    for line in (tree / "size.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sections[parts[0]] = int(parts[1])
+    flash = sections.get(".text", 0) + sections.get(".ARM.exidx", 0) + sections.get(".data", 0)
+    ram = sections.get(".data", 0) + sections.get(".bss", 0) + board.stack_bytes
+    frames = [int(line.split()[1]) for su in tree.glob("*.su") for line in su.read_text().splitlines()
+              if len(line.split()) >= 2 and line.split()[1].isdigit()]
+    return (f"{board.name}: text {sections.get('.text', 0):,}, data {sections.get('.data', 0):,}, "
+            f"bss {sections.get('.bss', 0):,} bytes\n"
+            f"flash {flash:,} of {board.flash['length']:,} bytes ({flash / board.flash['length']:.1%}); "
+            f"RAM {ram:,} of {board.ram['length']:,} bytes ({ram / board.ram['length']:.1%}) including a "
+            f"{board.stack_bytes:,}-byte stack; largest static stack frame {max(frames, default=0):,} bytes\n"
+            f"built {tree / 'app.elf'}, app.bin, app.hex")
+
+
+def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, board: Board,
+           cpu: str | None = None, dataset: str = "", labels: np.ndarray | None = None) -> VerifyResult:
+    if board.emulator is None:
+        raise IrnetEdgeError(f"{board.name} is a real board; verify runs on an emulated one (e.g. mps2-an386)")
+    resolve_cpu(board, cpu)
+    expected = reference.run_batched(graph, inputs_hwc).numpy()
+    labels = np.zeros(len(inputs_hwc), dtype=np.uint8) if labels is None else labels
+    with tempfile.TemporaryDirectory(prefix="irnet-edge-qemu-") as tmp:
+        work = Path(tmp)
+        files = render_firmware(graph, prefix, checkpoint_sha256, board, cpu, inputs_hwc[:2].numpy(), labels[:2],
+                                dataset)
+        write_tree(files, work / "fw", force=True)
+        elf = build_firmware(work / "fw")
+        inputs_hwc.numpy().astype(np.uint8).tofile(work / "in.bin")
+        timeout = 60 + len(inputs_hwc) * 2
+        rc, output = run_elf(board.emulator["machine"], elf, "in.bin out.bin", cwd=work, timeout=timeout)
+        if rc != 0:
+            raise IrnetEdgeError(f"the firmware exited with status {rc} under QEMU:\n{output[-2000:]}")
+        got = np.fromfile(work / "out.bin", dtype=np.float32)
+        if got.size != expected.size:
+            raise IrnetEdgeError(f"the firmware wrote {got.size} logits, expected {expected.size}:\n{output[-2000:]}")
+        same = (got.reshape(expected.shape).view(np.int32) == expected.view(np.int32)).all(axis=1)
+        result = VerifyResult(samples=len(same), exact=int(same.sum()))
+        if result.exact != result.samples:
+            result.first_bad = int(np.nonzero(~same)[0][0])
+        return result

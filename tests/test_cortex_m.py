@@ -1,0 +1,100 @@
+"""Cortex-M: firmware for the emulated boards, run under qemu-system-arm, bit-exact with the reference."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from irnet_edge.cli import main
+from irnet_edge.codegen.firmware import board_names, load_board
+from irnet_edge.data import get_dataset_info, load_split
+from irnet_edge.errors import IrnetEdgeError
+from irnet_edge.ir import export
+from irnet_edge.nn import build_model, zoo_spec
+from irnet_edge.nn.checkpoint import load_checkpoint
+from irnet_edge.verify import qemu
+
+from .helpers import checkpoint_of
+from .test_export_c import GRID, grid_id, grid_model
+
+EMULATED = [b for b in board_names() if load_board(b).emulator]
+
+
+@pytest.fixture(scope="module")
+def mnist_test(mnist_dir):
+    return load_split("mnist", "test", mnist_dir)
+
+
+def test_every_emulated_qemu_board_is_listed():
+    assert set(EMULATED) >= {"mps2-an385", "mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"}
+
+
+@pytest.mark.parametrize("board", EMULATED)
+def test_mcu_model_bit_exact_on_every_emulated_board(board, trained_mcu, mnist_test):
+    ckpt = load_checkpoint(trained_mcu["mcu_m4"])
+    inputs = mnist_test.images[:40].permute(0, 2, 3, 1).contiguous()
+    result = qemu.verify(export(ckpt), "mcu_m4", ckpt.sha256, inputs, load_board(board), None, "mnist",
+                         mnist_test.labels[:40].numpy())
+    assert result.exact == result.samples == 40
+
+
+def test_armv6m_code_bit_exact(trained_mcu, mnist_test):
+    """QEMU has no Cortex-M0+; its v6-M code runs on the M3 of mps2-an385."""
+    ckpt = load_checkpoint(trained_mcu["mcu_m0"])
+    inputs = mnist_test.images[:40].permute(0, 2, 3, 1).contiguous()
+    result = qemu.verify(export(ckpt), "mcu_m0", ckpt.sha256, inputs, load_board("mps2-an385"), "cortex-m0plus",
+                         "mnist")
+    assert result.exact == result.samples == 40
+
+
+@pytest.mark.parametrize("cpu,board", [("cortex-m0plus", "mps2-an385"), ("cortex-m4", "mps2-an386"),
+                                       ("cortex-m55", "mps3-an547")])
+@pytest.mark.parametrize("case", GRID[::3], ids=grid_id)
+def test_kernel_grid_on_emulated_cores(cpu, board, case, tmp_path):
+    ckpt, graph, inputs = grid_model(case, tmp_path)
+    result = qemu.verify(graph, "grid", ckpt.sha256, inputs[:8], load_board(board), cpu)
+    assert result.exact == result.samples == 8
+
+
+def test_firmware_build_and_demo_run(trained_mcu, mnist_dir, tmp_path):
+    out = tmp_path / "fw"
+    runner = CliRunner()
+    result = runner.invoke(main, ["firmware", str(trained_mcu["mcu_m4"]), "--board", "mps2-an386", "--out", str(out),
+                                  "--samples", "4", "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 0, result.output
+    assert "flash" in result.output and "of 4,194,304 bytes" in result.output
+    for name in ("app.elf", "app.bin", "app.hex", "linker.ld", "startup.c", "main.c", "Makefile", "mcu_m4.c"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "firmware.json").read_text())["board"] == "mps2-an386"
+    result = runner.invoke(main, ["run", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "mps2-an386 (cortex-m4): mcu_m4" in result.output
+    assert "sample 3: class" in result.output and "peak stack:" in result.output
+
+
+def test_too_big_for_the_board_names_the_numbers(cifar_dir, tmp_path):
+    info = get_dataset_info("cifar10")
+    spec = zoo_spec("vgg_small", 3, 32, 10, info.mean, info.std)
+    checkpoint_of(build_model(spec).eval(), spec, "cifar10", tmp_path / "vgg.pt")
+    out = tmp_path / "fw"
+    result = CliRunner().invoke(main, ["firmware", str(tmp_path / "vgg.pt"), "--board", "mps3-an547", "--out",
+                                       str(out), "--data-dir", str(cifar_dir)])
+    assert result.exit_code == 1
+    assert "vgg_small is too big for mps3-an547: flash: needs" in result.output
+    assert "the board has 524,288" in result.output
+    assert not out.exists()
+
+
+def test_cpu_the_board_cannot_run_is_refused(trained_mcu):
+    with pytest.raises(IrnetEdgeError, match="--cpu cortex-m55 needs fpu, dsp, mve, which mps2-an385"):
+        ckpt = load_checkpoint(trained_mcu["mcu_m0"])
+        qemu.verify(export(ckpt), "m", ckpt.sha256, None, load_board("mps2-an385"), "cortex-m55")
+
+
+def test_verify_cli_on_cortex_m(trained_mcu, mnist_dir):
+    result = CliRunner().invoke(main, ["verify", str(trained_mcu["mcu_m0"]), "--target", "cortex-m", "--board",
+                                       "mps2-an505", "--samples", "20", "--agreement-samples", "0",
+                                       "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 0, result.output
+    assert "20/20 bit-exact on mps2-an505 (cortex-m33, QEMU)" in result.output
+    result = CliRunner().invoke(main, ["verify", str(trained_mcu["mcu_m0"]), "--target", "cortex-m"])
+    assert result.exit_code == 1 and "--target cortex-m needs --board" in result.output
