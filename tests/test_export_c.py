@@ -16,7 +16,6 @@ from irnet_edge.ir import export, reference
 from irnet_edge.ir.bits import pack_negative, unpack_negative
 from irnet_edge.ir.export import thresholds
 from irnet_edge.nn import InputNorm, IRConv2d, IRLinear, zoo_spec
-from irnet_edge.train import TrainConfig, train
 from irnet_edge.verify.compare import agreement, first_mismatch
 from irnet_edge.verify.host import run_c, verify
 

@@ -80,11 +80,12 @@ def _shape(t) -> str:
     return f"{t.describe()}"
 
 
-def _op_context(graph: Graph, op: Op, index: int, prefix: str, pointer) -> dict:
+def _op_context(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict) -> dict:
     src = graph.tensor(op.inputs[0])
     out = graph.tensor(op.output)
     ctx = {
-        "index": index, "kind": op.kind, "source": op.source, "a": op.attrs,
+        "index": index, "kind": op.kind, "function": kernels.get(op.kind, op.kind), "source": op.source,
+        "a": op.attrs,
         "shape_in": _shape(src), "shape_out": _shape(out),
         "const_bytes": sum(int(a.nbytes) for a in op.consts.values()),
         "c": {name: f"{prefix}_{op.name}_{name}" for name in op.consts},
@@ -122,6 +123,8 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str) ->
     arrays = []
     for op in graph.ops:
         for name, values in op.consts.items():
+            if (op.kind, name) in target.channels_last:
+                values = np.ascontiguousarray(values.transpose(1, 2, 3, 0))
             arrays.append({"symbol": f"{prefix}_{op.name}_{name}", "ctype": _CTYPES[values.dtype],
                            "length": int(values.size), "body": format_array(values),
                            "comment": f"{op.name} {name}: {values.dtype} {tuple(values.shape)}, from {op.source}"})
@@ -133,7 +136,9 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str) ->
         "prefix": prefix, "guard": prefix.upper(), "model_name": graph.name,
         "input": graph.tensor(graph.input), "num_classes": graph.num_classes,
         "arena_bytes": arena, "arena_cells": max(arena // 4, 1), "const_bytes": const_bytes,
-        "arrays": arrays, "ops": [_op_context(graph, op, i, prefix, pointer) for i, op in enumerate(graph.ops)],
+        "arrays": arrays,
+        "ops": [_op_context(graph, op, i, prefix, pointer, dict(target.kernels)) for i, op in enumerate(graph.ops)],
+        "optimized": [fn for _, fn in target.kernels],
     }
     files = {}
     for folder in target.templates:

@@ -9,11 +9,18 @@ class Target:
     name: str
     templates: tuple[str, ...]  # folders under templates/
     description: str
+    # op kind -> the kernel function that implements it, where not the portable one of the same name
+    kernels: tuple[tuple[str, str], ...] = ()
+    # (op kind, constant) whose array the target's kernel reads as [kh][kw][Cin][Cout] instead of
+    # [Cout][kh][kw][Cin]
+    channels_last: tuple[tuple[str, str], ...] = ()
 
 
 TARGETS = {t.name: t for t in (
     Target("host", ("model", "host"), "portable C99 for any C compiler, with a host runner and Makefile"),
-    Target("cortex-m", ("model",), "the model for arm-none-eabi-gcc; `irnet-edge firmware` adds a board project"),
+    Target("cortex-m", ("model", "cortex-m"), "the model with Cortex-M kernels for arm-none-eabi-gcc; "
+           "`irnet-edge firmware` adds a board project",
+           kernels=(("bconv", "bconv_cm"), ("conv_f32", "conv_f32_cm")), channels_last=(("conv_f32", "weight"),)),
 )}
 
 
