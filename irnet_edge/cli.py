@@ -274,5 +274,30 @@ def run_firmware(project, timeout):
         raise SystemExit(rc)
 
 
+@main.command("flash")
+@click.argument("project", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--board", type=click.Choice(_board_names()), help="Default: the board the project was built for.")
+@click.option("--tool", type=click.Choice(["pyocd", "openocd"]), default="pyocd", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the exact commands instead of running them.")
+def flash_firmware(project, board, tool, dry_run):
+    """Flash a firmware project's app.elf onto a real board through pyOCD or OpenOCD."""
+    from .codegen.firmware import load_board, read_project
+    from .verify.flash import flash
+
+    info = read_project(project)
+    board = board or info["board"]
+    if board != info["board"]:
+        raise IrnetEdgeError(f"{project} was built for {info['board']}, not {board}; rebuild it with "
+                             f"`irnet-edge firmware MODEL.pt --board {board} --out DIR`")
+    chosen = load_board(board)
+    if chosen.emulator:
+        raise IrnetEdgeError(f"{board} is emulated; run it with `irnet-edge run {project}`")
+    elf = (project / "app.elf").resolve()
+    if not elf.is_file():
+        raise IrnetEdgeError(f"{elf} does not exist; build it with `make -C {project}`")
+    for line in flash(chosen, tool, elf, dry_run):
+        click.echo(line)
+
+
 if __name__ == "__main__":
     main()

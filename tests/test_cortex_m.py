@@ -98,3 +98,64 @@ def test_verify_cli_on_cortex_m(trained_mcu, mnist_dir):
     assert "20/20 bit-exact on mps2-an505 (cortex-m33, QEMU)" in result.output
     result = CliRunner().invoke(main, ["verify", str(trained_mcu["mcu_m0"]), "--target", "cortex-m"])
     assert result.exit_code == 1 and "--target cortex-m needs --board" in result.output
+
+
+REAL = [b for b in board_names() if not load_board(b).emulator]
+
+
+def test_real_boards_are_listed():
+    assert set(REAL) >= {"nucleo-f446re", "nucleo-f411re", "nrf52840dk"}
+
+
+@pytest.fixture(scope="module")
+def real_firmware(trained_mcu, mnist_dir, tmp_path_factory):
+    projects = {}
+    for board in REAL:
+        out = tmp_path_factory.mktemp("fw") / board
+        result = CliRunner().invoke(main, ["firmware", str(trained_mcu["mcu_m4"]), "--board", board, "--out", str(out),
+                                           "--data-dir", str(mnist_dir)])
+        assert result.exit_code == 0, result.output
+        projects[board] = (out, result.output)
+    return projects
+
+
+@pytest.mark.parametrize("board", REAL)
+def test_real_board_firmware_builds_within_limits(board, real_firmware):
+    out, report = real_firmware[board]
+    spec = load_board(board)
+    for name in ("app.elf", "app.bin", "app.hex", "console.c"):
+        assert (out / name).is_file()
+    flash_line = next(line for line in report.splitlines() if line.startswith("flash "))
+    used, total = (int(n.replace(",", "")) for n in flash_line.split()[1:4:2])
+    assert total == spec.flash["length"] and 0 < used < total
+    assert "semihost" not in (out / "console.c").read_text()  # no debugger needed to run
+
+
+def test_flash_dry_run_prints_the_exact_commands(real_firmware):
+    out = real_firmware["nucleo-f446re"][0]
+    elf = (out / "app.elf").resolve()
+    result = CliRunner().invoke(main, ["flash", str(out), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["pyocd pack install stm32f446retx",
+                                          f"pyocd flash --no-wait -t stm32f446retx {elf}"]
+    result = CliRunner().invoke(main, ["flash", str(out), "--tool", "openocd", "--dry-run"])
+    assert result.output.strip() == f"openocd -f board/st_nucleo_f4.cfg -c 'program {elf} verify reset exit'"
+
+
+def test_flash_without_a_probe_says_how_to_connect(real_firmware):
+    out = real_firmware["nrf52840dk"][0]
+    for tool in ("pyocd", "openocd"):
+        result = CliRunner().invoke(main, ["flash", str(out), "--tool", tool])
+        assert result.exit_code == 1
+        assert "Connect nrf52840dk by its USB debug port" in result.output
+
+
+def test_flash_refuses_emulated_boards_and_other_boards(real_firmware, trained_mcu, mnist_dir, tmp_path):
+    out = real_firmware["nrf52840dk"][0]
+    result = CliRunner().invoke(main, ["flash", str(out), "--board", "nucleo-f411re", "--dry-run"])
+    assert result.exit_code == 1 and "was built for nrf52840dk, not nucleo-f411re" in result.output
+    emulated = tmp_path / "emu"
+    CliRunner().invoke(main, ["firmware", str(trained_mcu["mcu_m0"]), "--board", "mps2-an385", "--out", str(emulated),
+                              "--data-dir", str(mnist_dir)])
+    result = CliRunner().invoke(main, ["flash", str(emulated), "--dry-run"])
+    assert result.exit_code == 1 and "mps2-an385 is emulated; run it with `irnet-edge run" in result.output
