@@ -1,4 +1,5 @@
-# The two commands: `make demo` (set up, train a model, evaluate it, generate its C and verify it) and `make test`.
+# The two commands: `make demo` (set up; train a model; evaluate it; generate its C and verify it bit for bit on
+# the host and on an emulated Cortex-M4; build and run its firmware) and `make test`.
 PYTHON_SYS ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -36,6 +37,10 @@ demo: setup
 	$(VENV)/bin/irnet-edge summary $(DEMO_DIR)/model.pt
 	$(VENV)/bin/irnet-edge codegen $(DEMO_DIR)/model.pt --target host --out $(DEMO_DIR)/c --force
 	$(VENV)/bin/irnet-edge verify $(DEMO_DIR)/model.pt --target host --samples 1000
+	$(VENV)/bin/irnet-edge verify $(DEMO_DIR)/model.pt --target cortex-m --board mps2-an386 --samples 200 \
+	    --agreement-samples 0
+	$(VENV)/bin/irnet-edge firmware $(DEMO_DIR)/model.pt --board mps2-an386 --out $(DEMO_DIR)/firmware --force
+	$(VENV)/bin/irnet-edge run $(DEMO_DIR)/firmware --count-instructions
 
 test: setup
 	$(PY) -m pytest -q

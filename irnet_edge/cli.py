@@ -257,10 +257,12 @@ def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
 @main.command("run")
 @click.argument("project", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--timeout", type=click.IntRange(min=1), default=120, show_default=True)
-def run_firmware(project, timeout):
+@click.option("--count-instructions", is_flag=True,
+              help="Run with QEMU -icount so the demo's timer counts executed instructions.")
+def run_firmware(project, timeout, count_instructions):
     """Run a firmware project's app.elf on its emulated board and print its output."""
-    from .codegen.firmware import read_project
-    from .verify.qemu import run_elf
+    from .codegen.firmware import load_board, read_project
+    from .verify.qemu import instructions_per_inference, run_elf
 
     info = read_project(project)
     if not info["emulator"]:
@@ -268,8 +270,12 @@ def run_firmware(project, timeout):
     elf = project / "app.elf"
     if not elf.is_file():
         raise IrnetEdgeError(f"{elf} does not exist; build it with `make -C {project}`")
-    rc, output = run_elf(info["emulator"]["machine"], elf.resolve(), timeout=timeout)
+    rc, output = run_elf(info["emulator"]["machine"], elf.resolve(), timeout=timeout, icount=count_instructions)
     click.echo(output, nl=False)
+    count = instructions_per_inference(output, load_board(info["board"]).clock_hz)
+    if count_instructions and count is not None:
+        click.echo(f"instructions per inference: {count:,} (QEMU -icount shift=0, resolution "
+                   f"{round(1e9 / load_board(info['board']).clock_hz)} instructions)")
     if rc != 0:
         raise SystemExit(rc)
 

@@ -104,7 +104,7 @@ REAL = [b for b in board_names() if not load_board(b).emulator]
 
 
 def test_real_boards_are_listed():
-    assert set(REAL) >= {"nucleo-f446re", "nucleo-f411re", "nrf52840dk"}
+    assert set(REAL) >= {"nucleo-f446re", "nucleo-f411re", "nrf52840dk", "rpi-pico"}
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,22 @@ def test_flash_refuses_emulated_boards_and_other_boards(real_firmware, trained_m
                               "--data-dir", str(mnist_dir)])
     result = CliRunner().invoke(main, ["flash", str(emulated), "--dry-run"])
     assert result.exit_code == 1 and "mps2-an385 is emulated; run it with `irnet-edge run" in result.output
+
+
+def test_rp2040_image_has_a_valid_boot_loader_and_uf2(real_firmware):
+    import runpy
+    import struct
+
+    out = real_firmware["rpi-pico"][0]
+    tools = runpy.run_path(str(out / "rp2040_image.py"))
+    assert tools["crc32_mpeg2"](b"123456789") == 0x0376E6E7  # the CRC-32/MPEG-2 check value
+    image = (out / "app.bin").read_bytes()
+    assert struct.unpack("<I", image[252:256])[0] == tools["crc32_mpeg2"](image[:252])
+    stack, reset = struct.unpack("<II", image[256:264])
+    assert stack == 0x20040000 and 0x10000100 < reset < 0x10000000 + len(image) and reset & 1
+    uf2 = (out / "app.uf2").read_bytes()
+    assert len(uf2) == 512 * -(-len(image) // 256)
+    magic0, magic1, flags, address, size, number, total, family = struct.unpack("<8I", uf2[:32])
+    assert (magic0, magic1, flags, address, size, family) == (0x0A324655, 0x9E5D5157, 0x2000, 0x10000000, 256,
+                                                               0xE48BFF56)
+    assert uf2[32:32 + 256] == image[:256] and struct.unpack("<I", uf2[508:512])[0] == 0x0AB16F30

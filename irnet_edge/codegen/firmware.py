@@ -30,6 +30,8 @@ class Board:
     emulator: dict | None = None
     flash_tool: dict | None = None
     stack_bytes: int = DEFAULT_STACK
+    extras: tuple[str, ...] = ()  # folders under firmware/project/ with chip-specific files (e.g. rp2040)
+    boot_section: str | None = None  # a section the linker places first in flash (a boot loader)
 
 
 def board_names() -> list[str]:
@@ -40,7 +42,8 @@ def load_board(name: str) -> Board:
     path = asset_dir("firmware") / "boards" / f"{name}.json"
     if not path.is_file():
         raise IrnetEdgeError(f"unknown board {name!r}; available: {', '.join(board_names())}")
-    return Board(name=name, **json.loads(path.read_text()))
+    data = json.loads(path.read_text())
+    return Board(name=name, **{**data, "extras": tuple(data.get("extras", ()))})
 
 
 def cpu_names() -> list[str]:
@@ -122,6 +125,8 @@ def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Bo
         return "console.c" if name == f"console_{board.console}.c" else None
 
     files.update(render_dir(asset_dir("firmware") / "project", ctx, prefix, console_only))
+    for extra in board.extras:
+        files.update(render_dir(asset_dir("firmware") / "project" / extra, ctx, prefix))
     files["firmware.json"] = json.dumps({
         "board": board.name, "cpu": cpu_name, "prefix": prefix, "emulator": board.emulator,
         "flash_tool": board.flash_tool, "flash": board.flash, "ram": board.ram, "budget": {

@@ -15,18 +15,20 @@ from . import toolchain
 from .host import VerifyResult
 
 
-def qemu_command(machine: str, elf: Path, append: str | None = None) -> list[str]:
-    cmd = ["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none", "-serial", "none",
+def qemu_command(machine: str, elf: Path, append: str | None = None, icount: bool = False) -> list[str]:
+    # -icount shift=0: one instruction advances virtual time by 1 ns, so timers count instructions
+    cmd = ["qemu-system-arm", "-M", machine, *(["-icount", "shift=0"] if icount else []),
+           "-display", "none", "-monitor", "none", "-serial", "none",
            "-chardev", "stdio,id=sh0", "-semihosting-config", "enable=on,target=native,chardev=sh0",
            "-kernel", str(elf)]
     return cmd + (["-append", append] if append else [])
 
 
 def run_elf(machine: str, elf: Path, append: str | None = None, cwd: Path | None = None,
-            timeout: int = 120) -> tuple[int, str]:
+            timeout: int = 120, icount: bool = False) -> tuple[int, str]:
     toolchain.require_tool("qemu-system-arm", "qemu-system-arm")
     try:
-        result = subprocess.run(qemu_command(machine, elf, append), capture_output=True, text=True, cwd=cwd,
+        result = subprocess.run(qemu_command(machine, elf, append, icount), capture_output=True, text=True, cwd=cwd,
                                 timeout=timeout)
     except subprocess.TimeoutExpired:
         raise IrnetEdgeError(f"{elf} did not finish within {timeout} s under QEMU {machine}") from None
@@ -39,6 +41,14 @@ def build_firmware(tree: Path) -> Path:
     if result.returncode != 0:
         raise IrnetEdgeError(f"building the firmware in {tree} failed:\n{(result.stdout + result.stderr)[-4000:]}")
     return tree / "app.elf"
+
+
+def instructions_per_inference(output: str, clock_hz: int) -> int | None:
+    """From a demo run under -icount shift=0: SysTick counts the core clock, one instruction is 1 ns."""
+    for line in output.splitlines():
+        if line.startswith("SysTick cycles per inference:"):
+            return round(int(line.split(":")[1]) * 1e9 / clock_hz)
+    return None
 
 
 def size_report(tree: Path, board: Board) -> str:
@@ -57,7 +67,8 @@ def size_report(tree: Path, board: Board) -> str:
             f"flash {flash:,} of {board.flash['length']:,} bytes ({flash / board.flash['length']:.1%}); "
             f"RAM {ram:,} of {board.ram['length']:,} bytes ({ram / board.ram['length']:.1%}) including a "
             f"{board.stack_bytes:,}-byte stack; largest static stack frame {max(frames, default=0):,} bytes\n"
-            f"built {tree / 'app.elf'}, app.bin, app.hex")
+            f"built {tree / 'app.elf'}" + "".join(f", {f}" for f in ("app.bin", "app.hex", "app.uf2")
+                                                  if (tree / f).is_file()))
 
 
 def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, board: Board,
