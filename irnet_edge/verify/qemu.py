@@ -1,4 +1,5 @@
 """Running Cortex-M firmware under qemu-system-arm (semihosting for console, files and exit status)."""
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -37,7 +38,7 @@ def run_elf(machine: str, elf: Path, append: str | None = None, cwd: Path | None
 
 def build_firmware(tree: Path) -> Path:
     toolchain.require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    result = subprocess.run(["make", "-C", str(tree)], capture_output=True, text=True)
+    result = subprocess.run(["make", "-C", str(tree), f"-j{os.cpu_count() or 1}"], capture_output=True, text=True)
     if result.returncode != 0:
         raise IrnetEdgeError(f"building the firmware in {tree} failed:\n{(result.stdout + result.stderr)[-4000:]}")
     return tree / "app.elf"
