@@ -44,7 +44,7 @@ def main() -> None:
             _, output = run_elf(board.emulator["machine"], elf, icount=True)
             count = instructions_per_inference(output, board.clock_hz)
             report = size_report(tree, board).splitlines()[1].split()
-            print(f"| {board_name} | {cpu or board.cpu} | {count:,} | {report[1]} | {report[6]} |", flush=True)
+            print(f"| {board_name} | {cpu or board.cpu} | {count:,} | {report[1]} | {report[7]} |", flush=True)
             if board_name == args.accuracy_board and cpu is None:
                 inputs.tofile(tree / "in.bin")
                 rc, output = run_elf(board.emulator["machine"], elf, "in.bin out.bin", cwd=tree, timeout=3600)
