@@ -146,8 +146,8 @@ class _Exporter:
             _check_finite(layer)
             kind = layer.type
             if kind in _CONVS:
-                i = self._conv_group(layers, i, x, pending_bn)
-                x, pending_bn = self._last, None
+                i, x = self._conv_group(layers, i, x, pending_bn)
+                pending_bn = None
                 continue
             if kind in ("batchnorm1d", "batchnorm2d"):
                 following = layers[i + 1].type if i + 1 < len(layers) else None
@@ -184,6 +184,8 @@ class _Exporter:
         """A BatchNorm that nothing can absorb: y = x * m + b per channel, then the activation."""
         if x.kind != "f32":
             raise self._unsupported(layer, "a standalone batchnorm needs a float input")
+        if layer.type == "batchnorm1d" and x.height * x.width != 1:
+            raise self._unsupported(layer, "a batchnorm1d over a flattened feature map must precede a linear layer")
         bn = layer.module
         inv = _f64(bn.weight) / np.sqrt(_f64(bn.running_var) + bn.eps)
         add = _f64(bn.bias) - _f64(bn.running_mean) * inv
@@ -217,7 +219,8 @@ class _Exporter:
                         consts={"min_mask": use_min.astype(np.uint8)})
 
     # -- conv / linear groups --------------------------------------------------------------------
-    def _conv_group(self, layers: list[_Layer], i: int, x: Tensor, pre_bn: _Layer | None) -> int:
+    def _conv_group(self, layers: list[_Layer], i: int, x: Tensor, pre_bn: _Layer | None) -> tuple[int, Tensor]:
+        """Emits the ops of the group starting at layers[i]; returns the next index and the group's output."""
         head = layers[i]
         j = i + 1
 
@@ -309,8 +312,7 @@ class _Exporter:
         if pool is not None:
             use_min = (mult32 < 0) if pre_pool is not None else np.zeros(cout, dtype=bool)
             out = self._pool(out, pool, use_min)
-        self._last = out
-        return j
+        return j, out
 
 
 def export(ckpt: Checkpoint) -> Graph:
