@@ -170,13 +170,14 @@ def _cpu_names():
 @click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True)
 @click.option("--board", type=click.Choice(_board_names()), help="Emulated board for --target cortex-m.")
 @click.option("--cpu", type=click.Choice(_cpu_names()), help="Build for a smaller core than the board's own.")
+@click.option("--arch", type=click.Choice(["aarch64", "armv7"]), help="Linux architecture for --target cortex-a.")
 @click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
               help="Real test inputs run through the C and compared bit for bit.")
 @click.option("--agreement-samples", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Test inputs on which the reference is held against the trained model (0: skip).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prefix", help="C symbol prefix [default: the model's name].")
-def verify(checkpoint, target, board, cpu, samples, agreement_samples, data_dir, prefix):
+def verify(checkpoint, target, board, cpu, arch, samples, agreement_samples, data_dir, prefix):
     """Compile the generated C, run it on real test inputs and compare every output bit for bit."""
     from .codegen import check_prefix, default_prefix
     from .codegen.firmware import load_board
@@ -189,6 +190,8 @@ def verify(checkpoint, target, board, cpu, samples, agreement_samples, data_dir,
     if target == "cortex-m" and board is None:
         raise IrnetEdgeError("--target cortex-m needs --board, one of the emulated boards: "
                              + ", ".join(b for b in _board_names() if load_board(b).emulator))
+    if target == "cortex-a" and arch is None:
+        raise IrnetEdgeError("--target cortex-a needs --arch aarch64 or --arch armv7")
     ckpt = load_checkpoint(checkpoint)
     prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
     dataset = _checkpoint_dataset(ckpt, checkpoint)
@@ -203,6 +206,8 @@ def verify(checkpoint, target, board, cpu, samples, agreement_samples, data_dir,
     inputs = test.images[:n].permute(0, 2, 3, 1).contiguous()
     if target == "host":
         result, where = host.verify(graph, prefix, ckpt.sha256, inputs), "host"
+    elif target == "cortex-a":
+        result, where = host.verify(graph, prefix, ckpt.sha256, inputs, arch=arch), f"{arch} (qemu-user)"
     else:
         chosen = load_board(board)
         result = qemu.verify(graph, prefix, ckpt.sha256, inputs, chosen, cpu, dataset, test.labels[:n].numpy())

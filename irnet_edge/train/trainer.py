@@ -216,7 +216,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
             k, t = schedule.at(epoch, recipe.epochs)
             set_ede(model, k, t)
         bar = tqdm(range(batches), desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False,
-                   disable=not (progress and env.main), unit="batch")
+                   disable=None if progress and env.main else True, unit="batch")  # None: only on a terminal
         for i in bar:
             if recipe.ede_per == "iteration":
                 k, t = schedule.at(epoch * batches + i, total_iters)

@@ -23,24 +23,31 @@ class VerifyResult:
 
 def run_c(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, work: Path,
           cflags: str = toolchain.STRICT_CFLAGS, defines: tuple[str, ...] = (), ldflags: str = "",
-          dump_dir: Path | None = None, tree_name: str = "c") -> np.ndarray:
-    """Generates the host C into work/tree_name, builds it and returns its float32 logits (N, classes)."""
-    files, _ = render(graph, get_target("host"), prefix, checkpoint_sha256)
+          dump_dir: Path | None = None, tree_name: str = "c", arch: str | None = None) -> np.ndarray:
+    """Generates the C into work/tree_name (host, or cortex-a for a cross arch run under qemu-user), builds it
+    and returns its float32 logits (N, classes)."""
+    cross = toolchain.CROSS[arch] if arch else None
+    files, _ = render(graph, get_target("cortex-a" if cross else "host"), prefix, checkpoint_sha256)
     tree = work / tree_name
     write_tree(files, tree, force=True)
-    runner = toolchain.build(tree, cflags=cflags, defines=defines, ldflags=ldflags)
+    if cross:
+        runner = toolchain.build(tree, cross.cc, f"{cflags} {cross.cflags}", defines, f"{ldflags} -static".strip(),
+                                 cross.packages)
+    else:
+        runner = toolchain.build(tree, cflags=cflags, defines=defines, ldflags=ldflags)
     inputs_path, outputs_path = work / f"{tree_name}_inputs.bin", work / f"{tree_name}_outputs.bin"
     inputs_hwc.numpy().astype(np.uint8).tofile(inputs_path)
-    toolchain.run(runner, inputs_path, outputs_path, dump_dir)
+    toolchain.run(runner, inputs_path, outputs_path, dump_dir, launcher=cross.launcher if cross else ())
     return np.fromfile(outputs_path, dtype=np.float32).reshape(inputs_hwc.shape[0], graph.num_classes)
 
 
 def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor,
-           cflags: str = toolchain.STRICT_CFLAGS, ldflags: str = "") -> VerifyResult:
+           cflags: str = toolchain.STRICT_CFLAGS, ldflags: str = "", arch: str | None = None) -> VerifyResult:
+    """Host C (arch None), or the cortex-a C for arch "aarch64" / "armv7" under qemu-user."""
     expected = reference.run_batched(graph, inputs_hwc).numpy()
     with tempfile.TemporaryDirectory(prefix="irnet-edge-verify-") as tmp:
         work = Path(tmp)
-        got = run_c(graph, prefix, checkpoint_sha256, inputs_hwc, work, cflags=cflags, ldflags=ldflags)
+        got = run_c(graph, prefix, checkpoint_sha256, inputs_hwc, work, cflags=cflags, ldflags=ldflags, arch=arch)
         same = (got.view(np.int32) == expected.view(np.int32)).all(axis=1)
         result = VerifyResult(samples=len(same), exact=int(same.sum()))
         if result.exact == result.samples:
@@ -49,7 +56,8 @@ def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.
         dump_dir = work / "dump"
         dump_dir.mkdir()
         run_c(graph, prefix, checkpoint_sha256, inputs_hwc[result.first_bad:result.first_bad + 1], work,
-              cflags=cflags, defines=(f"{prefix.upper()}_DEBUG_DUMP",), dump_dir=dump_dir, tree_name="debug")
+              cflags=cflags, defines=(f"{prefix.upper()}_DEBUG_DUMP",), dump_dir=dump_dir, tree_name="debug",
+              arch=arch)
         dumps = {i: (dump_dir / f"op{i:03d}.bin").read_bytes() for i in range(len(graph.ops))}
         result.mismatch = first_mismatch(graph, inputs_hwc[result.first_bad], dumps)
         return result
