@@ -282,3 +282,20 @@ def test_cli_codegen_and_verify(trained_mcu, mnist_dir, tmp_path):
                                   "--data-dir", str(mnist_dir)])
     assert result.exit_code == 0, result.output
     assert "25/25 bit-exact on host" in result.output and "top-1 agreement" in result.output
+
+
+def test_runner_bench_mode_prints_classes_and_times(trained_mcu, mnist_test, tmp_path):
+    from irnet_edge.nn.checkpoint import load_checkpoint
+    from irnet_edge.verify import toolchain
+
+    ckpt = load_checkpoint(trained_mcu["mcu_m0"])
+    graph = export(ckpt)
+    write_tree(render(graph, get_target("host"), "m0", ckpt.sha256)[0], tmp_path / "c", force=False)
+    runner = toolchain.build(tmp_path / "c")
+    images = hwc(mnist_test.images[:3])
+    images.numpy().tofile(tmp_path / "three.bin")
+    out = subprocess.run([str(runner), "--bench", str(tmp_path / "three.bin"), "5"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    expected = reference.run(graph, images).argmax(1).tolist()
+    assert [line.split(",")[0] for line in out] == [f"input {i}: class {c}" for i, c in enumerate(expected)]
+    assert all("ms over 5 runs" in line for line in out)
