@@ -38,3 +38,22 @@ def test_verify_cli_cortex_a(trained_mcu, mnist_dir):
     assert "30/30 bit-exact on aarch64 (qemu-user)" in result.output
     result = CliRunner().invoke(main, ["verify", str(trained_mcu["mcu_m0"]), "--target", "cortex-a"])
     assert result.exit_code == 1 and "needs --arch aarch64 or --arch armv7" in result.output
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_one_and_four_threads_give_the_same_bits(arch, trained_mcu, mnist_dir, tmp_path):
+    import numpy as np
+
+    from irnet_edge.ir import reference
+    from irnet_edge.verify.host import run_c
+
+    test = load_split("mnist", "test", mnist_dir)
+    ckpt = load_checkpoint(trained_mcu["mcu_m4"])
+    graph = export(ckpt)
+    inputs = test.images[:20].permute(0, 2, 3, 1).contiguous()
+    outputs = [run_c(graph, "m4", ckpt.sha256, inputs, tmp_path, cflags="-std=c99 -O2 -Wall -Wextra -Werror "
+                     "-pedantic -fopenmp", ldflags="-fopenmp", arch=arch, threads=n, tree_name=f"t{n}")
+               for n in (1, 4)]
+    expected = reference.run(graph, inputs).numpy()
+    for got in outputs:
+        assert np.array_equal(got.view(np.int32), expected.view(np.int32))

@@ -23,7 +23,8 @@ class VerifyResult:
 
 def run_c(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, work: Path,
           cflags: str = toolchain.STRICT_CFLAGS, defines: tuple[str, ...] = (), ldflags: str = "",
-          dump_dir: Path | None = None, tree_name: str = "c", arch: str | None = None) -> np.ndarray:
+          dump_dir: Path | None = None, tree_name: str = "c", arch: str | None = None,
+          threads: int | None = None) -> np.ndarray:
     """Generates the C into work/tree_name (host, or cortex-a for a cross arch run under qemu-user), builds it
     and returns its float32 logits (N, classes)."""
     cross = toolchain.CROSS[arch] if arch else None
@@ -37,7 +38,8 @@ def run_c(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.T
         runner = toolchain.build(tree, cflags=cflags, defines=defines, ldflags=ldflags)
     inputs_path, outputs_path = work / f"{tree_name}_inputs.bin", work / f"{tree_name}_outputs.bin"
     inputs_hwc.numpy().astype(np.uint8).tofile(inputs_path)
-    toolchain.run(runner, inputs_path, outputs_path, dump_dir, launcher=cross.launcher if cross else ())
+    toolchain.run(runner, inputs_path, outputs_path, dump_dir, launcher=cross.launcher if cross else (),
+                  threads=threads)
     return np.fromfile(outputs_path, dtype=np.float32).reshape(inputs_hwc.shape[0], graph.num_classes)
 
 

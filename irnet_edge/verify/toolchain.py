@@ -1,4 +1,5 @@
 """Host toolchain: finding the compiler and building a generated tree with its own Makefile."""
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -51,10 +52,11 @@ def build(tree: Path, cc: str = "gcc", cflags: str = STRICT_CFLAGS, defines: tup
 
 
 def run(runner: Path, inputs: Path, outputs: Path, dump_dir: Path | None = None, timeout: int = 600,
-        launcher: tuple[str, ...] = ()) -> None:
+        launcher: tuple[str, ...] = (), threads: int | None = None) -> None:
     if launcher:
         require_tool(launcher[0], "qemu-user")
     args = [*launcher, str(runner), str(inputs), str(outputs)] + ([str(dump_dir)] if dump_dir else [])
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     if result.returncode != 0:
         raise IrnetEdgeError(f"{runner.name} failed with status {result.returncode}:\n{result.stderr[-4000:]}")
