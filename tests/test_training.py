@@ -74,7 +74,7 @@ def test_resume_without_a_run_is_refused(tmp_path):
 
 def test_two_process_ddp_run_on_cpu(mnist_dir, tmp_path):
     """torchrun with two gloo processes: the multi-GPU path, exercised on CPU."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29581",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "irnet_edge.cli", "train", "--arch", "mcu_m0", "--dataset", "mnist", "--data-dir",
            str(mnist_dir), "--epochs", "1", "--batch-size", "128", "--train-limit", "4096", "--out", str(tmp_path),
            "--no-progress"]
