@@ -57,3 +57,20 @@ def test_one_and_four_threads_give_the_same_bits(arch, trained_mcu, mnist_dir, t
     expected = reference.run(graph, inputs).numpy()
     for got in outputs:
         assert np.array_equal(got.view(np.int32), expected.view(np.int32))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("model", ["resnet20", "vgg_small"])
+def test_cifar_zoo_models_under_qemu_user(arch, model, cifar_dir, tmp_path):
+    from irnet_edge.data import get_dataset_info
+    from irnet_edge.nn import zoo_spec
+
+    from .helpers import briefly_trained
+
+    train_set = load_split("cifar10", "train", cifar_dir)
+    test = load_split("cifar10", "test", cifar_dir)
+    info = get_dataset_info("cifar10")
+    ckpt = briefly_trained(zoo_spec(model, 3, 32, 10, info.mean, info.std), train_set.images[:2048],
+                           train_set.labels[:2048], tmp_path / "m.pt", steps=10)
+    result = verify(export(ckpt), model, ckpt.sha256, test.images[:4].permute(0, 2, 3, 1).contiguous(), arch=arch)
+    assert result.exact == result.samples == 4
