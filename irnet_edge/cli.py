@@ -277,10 +277,11 @@ def run_firmware(project, timeout, count_instructions):
         raise IrnetEdgeError(f"{elf} does not exist; build it with `make -C {project}`")
     rc, output = run_elf(info["emulator"]["machine"], elf.resolve(), timeout=timeout, icount=count_instructions)
     click.echo(output, nl=False)
-    count = instructions_per_inference(output, load_board(info["board"]).clock_hz)
+    clock_hz = load_board(info["board"]).clock_hz
+    count = instructions_per_inference(output, clock_hz)
     if count_instructions and count is not None:
         click.echo(f"instructions per inference: {count:,} (QEMU -icount shift=0, resolution "
-                   f"{round(1e9 / load_board(info['board']).clock_hz)} instructions)")
+                   f"{round(1e9 / clock_hz)} instructions)")
     if rc != 0:
         raise SystemExit(rc)
 

@@ -20,6 +20,13 @@ class VerifyResult:
     first_bad: int | None = None
     mismatch: LayerMismatch | None = None
 
+    @classmethod
+    def compare(cls, got: np.ndarray, expected: np.ndarray) -> "VerifyResult":
+        """Every logit compared as an integer: bit for bit, -0.0 and NaN payloads included."""
+        same = (got.reshape(expected.shape).view(np.int32) == expected.view(np.int32)).all(axis=1)
+        bad = np.nonzero(~same)[0]
+        return cls(samples=len(same), exact=int(same.sum()), first_bad=int(bad[0]) if len(bad) else None)
+
 
 def run_c(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, work: Path,
           cflags: str = toolchain.STRICT_CFLAGS, defines: tuple[str, ...] = (), ldflags: str = "",
@@ -50,11 +57,9 @@ def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.
     with tempfile.TemporaryDirectory(prefix="irnet-edge-verify-") as tmp:
         work = Path(tmp)
         got = run_c(graph, prefix, checkpoint_sha256, inputs_hwc, work, cflags=cflags, ldflags=ldflags, arch=arch)
-        same = (got.view(np.int32) == expected.view(np.int32)).all(axis=1)
-        result = VerifyResult(samples=len(same), exact=int(same.sum()))
-        if result.exact == result.samples:
+        result = VerifyResult.compare(got, expected)
+        if result.first_bad is None:
             return result
-        result.first_bad = int(np.nonzero(~same)[0][0])
         dump_dir = work / "dump"
         dump_dir.mkdir()
         run_c(graph, prefix, checkpoint_sha256, inputs_hwc[result.first_bad:result.first_bad + 1], work,

@@ -93,8 +93,4 @@ def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.
         got = np.fromfile(work / "out.bin", dtype=np.float32)
         if got.size != expected.size:
             raise IrnetEdgeError(f"the firmware wrote {got.size} logits, expected {expected.size}:\n{output[-2000:]}")
-        same = (got.reshape(expected.shape).view(np.int32) == expected.view(np.int32)).all(axis=1)
-        result = VerifyResult(samples=len(same), exact=int(same.sum()))
-        if result.exact != result.samples:
-            result.first_bad = int(np.nonzero(~same)[0][0])
-        return result
+        return VerifyResult.compare(got, expected)
