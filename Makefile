@@ -13,9 +13,13 @@ else
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup system-packages demo test lint clean
+.PHONY: setup system-packages counter demo test lint clean
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) counter
+
+# irnet-edge bench's instruction counter: a QEMU plugin built once (it fetches QEMU's plugin header)
+counter: $(STAMP)
+	@$(PY) -c "from irnet_edge.bench.plugin import build_plugin; build_plugin(print)"
 
 system-packages:
 	@scripts/system-packages.sh

@@ -187,11 +187,7 @@ def verify(checkpoint, target, board, cpu, arch, samples, agreement_samples, dat
     from .verify import host, qemu
     from .verify.compare import agreement
 
-    if target == "cortex-m" and board is None:
-        raise IrnetEdgeError("--target cortex-m needs --board, one of the emulated boards: "
-                             + ", ".join(b for b in _board_names() if load_board(b).emulator))
-    if target == "cortex-a" and arch is None:
-        raise IrnetEdgeError("--target cortex-a needs --arch aarch64 or --arch armv7")
+    _check_target_options(target, board, arch)
     ckpt = load_checkpoint(checkpoint)
     prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
     dataset = _checkpoint_dataset(ckpt, checkpoint)
@@ -217,6 +213,45 @@ def verify(checkpoint, target, board, cpu, arch, samples, agreement_samples, dat
         raise IrnetEdgeError(f"{result.exact}/{result.samples} bit-exact on {where}; sample {result.first_bad} "
                              f"differs{detail}")
     click.echo(f"{result.exact}/{result.samples} bit-exact on {where}")
+
+
+def _check_target_options(target: str, board: str | None, arch: str | None) -> None:
+    from .codegen.firmware import load_board
+
+    if target == "cortex-m" and board is None:
+        raise IrnetEdgeError("--target cortex-m needs --board, one of the emulated boards: "
+                             + ", ".join(b for b in _board_names() if load_board(b).emulator))
+    if target == "cortex-a" and arch is None:
+        raise IrnetEdgeError("--target cortex-a needs --arch aarch64 or --arch armv7")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True)
+@click.option("--board", type=click.Choice(_board_names()), help="Emulated board for --target cortex-m.")
+@click.option("--cpu", type=click.Choice(_cpu_names()), help="Build for a smaller core than the board's own.")
+@click.option("--arch", type=click.Choice(["aarch64", "armv7"]), help="Linux architecture for --target cortex-a.")
+@click.option("--baseline", type=click.Choice(["none", "float32"]), default="none", show_default=True,
+              help="Also measure the same network with every binary layer as a float32 convolution.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema irnet-edge-bench/1).")
+@click.option("--prefix", help="C symbol prefix [default: the model's name].")
+def bench(checkpoint, target, board, cpu, arch, baseline, as_json, prefix):
+    """Count the instructions of one inference exactly (per op), with flash and RAM, under QEMU."""
+    from .bench import TargetSpec, to_text
+    from .bench import bench as run_bench
+    from .codegen import check_prefix, default_prefix
+    from .codegen.firmware import load_board
+    from .ir import export
+    from .nn.checkpoint import load_checkpoint
+
+    _check_target_options(target, board, arch)
+    ckpt = load_checkpoint(checkpoint)
+    prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
+    spec = TargetSpec(target, board=load_board(board) if target == "cortex-m" else None,
+                      cpu=cpu if target == "cortex-m" else None, arch=arch if target == "cortex-a" else None)
+    result = run_bench(export(ckpt), prefix, ckpt.sha256, spec, baseline == "float32",
+                       log=lambda message: click.echo(message, err=True))
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else to_text(result))
 
 
 def _checkpoint_dataset(ckpt, path) -> str:

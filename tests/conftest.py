@@ -30,7 +30,11 @@ def cifar_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Each test gets its own cache and no network downloads, so results never depend on the machine."""
+    """Each test gets its own cache and no network downloads, so results never depend on the machine. The
+    instruction counter (a QEMU plugin built from source, `make setup` prepares it) stays where it is."""
+    from irnet_edge.bench.plugin import plugin_dir
+
+    monkeypatch.setenv("IRNET_EDGE_QEMU_PLUGIN_DIR", str(plugin_dir()))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("IRNET_EDGE_OFFLINE", "1")
     monkeypatch.delenv("IRNET_EDGE_DATA", raising=False)

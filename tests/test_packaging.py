@@ -22,7 +22,7 @@ def test_wheel_ships_templates_and_firmware(tmp_path):
         expected = {f"irnet_edge/_{tree}/{p.relative_to(REPO / tree).as_posix()}"
                     for p in (REPO / tree).rglob("*") if p.is_file()}
         assert expected and expected <= names, tree
-    assert "irnet_edge/cli.py" in names
+    assert "irnet_edge/cli.py" in names and "irnet_edge/bench/count_plugin.c" in names
     assert not any(n.startswith("tests/") for n in names)
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],

@@ -27,7 +27,7 @@ C_KEYWORDS = {
     "catch", "throw",
 }
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-_ACT_MACRO = {"none": "ACT_NONE", "hardtanh": "ACT_HARDTANH", "relu": "ACT_RELU"}
+_ACT_MACRO = {"none": "ACT_NONE", "hardtanh": "ACT_HARDTANH", "relu": "ACT_RELU", "sign": "ACT_SIGN"}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.uint32): "uint32_t", np.dtype(np.int32): "int32_t",
            np.dtype(np.uint8): "uint8_t"}
 

@@ -26,6 +26,8 @@ def _act(y: torch.Tensor, act: str) -> torch.Tensor:
         return torch.where(y < -1, torch.full_like(y, -1.0), torch.where(y > 1, torch.full_like(y, 1.0), y))
     if act == "relu":
         return torch.where(y > 0, y, torch.zeros_like(y))
+    if act == "sign":
+        return torch.where(y < 0, torch.full_like(y, -1.0), torch.full_like(y, 1.0))
     return y
 
 
