@@ -23,7 +23,8 @@ TARGETS = {t.name: t for t in (
            kernels=(("bconv", "bconv_cm"), ("conv_f32", "conv_f32_cm")), channels_last=(("conv_f32", "weight"),)),
     Target("cortex-a", ("model", "host", "cortex-a"), "the model with NEON kernels for Linux on aarch64 or armv7, "
            "with the runner and a Makefile that cross-compiles or builds on the board",
-           kernels=(("bconv", "bconv_neon"),)),
+           kernels=(("bconv", "bconv_neon"), ("conv_f32", "conv_f32_neon"), ("sign_pack", "sign_pack_neon"),
+                    ("add", "add_neon")), channels_last=(("conv_f32", "weight"),)),
 )}
 
 
