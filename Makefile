@@ -1,5 +1,5 @@
 # The two commands: `make demo` (set up; train a model; evaluate it; generate its C and verify it bit for bit on
-# the host and on an emulated Cortex-M4; build and run its firmware) and `make test`.
+# the host and on an emulated Cortex-M4; build and run its firmware; bench it) and `make test`.
 PYTHON_SYS ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -45,6 +45,7 @@ demo: setup
 	    --agreement-samples 0
 	$(VENV)/bin/irnet-edge firmware $(DEMO_DIR)/model.pt --board mps2-an386 --out $(DEMO_DIR)/firmware --force
 	$(VENV)/bin/irnet-edge run $(DEMO_DIR)/firmware --count-instructions
+	$(VENV)/bin/irnet-edge bench $(DEMO_DIR)/model.pt --target cortex-m --board mps2-an386 --baseline float32
 
 test: setup
 	$(PY) -m pytest -q

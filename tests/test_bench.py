@@ -20,7 +20,10 @@ from irnet_edge.nn.checkpoint import load_checkpoint
 from .test_export_c import GRID, grid_id, grid_model
 
 AN386 = TargetSpec("cortex-m", board=load_board("mps2-an386"))
-TARGETS = {"host": TargetSpec("host"), "cortex-m4": AN386, "aarch64": TargetSpec("cortex-a", arch="aarch64")}
+TARGETS = {"host": TargetSpec("host"), "cortex-m4": AN386, "aarch64": TargetSpec("cortex-a", arch="aarch64"),
+           "armv7": TargetSpec("cortex-a", arch="armv7"),
+           "cortex-m55": TargetSpec("cortex-m", load_board("mps3-an547")),
+           "cortex-m0plus": TargetSpec("cortex-m", load_board("mps2-an385"), cpu="cortex-m0plus")}
 
 
 @pytest.fixture(scope="module")
