@@ -1,5 +1,6 @@
 """irnet-edge bench: exact, repeatable instruction counts per op, the float32 baseline, the JSON schema and
 the Cortex-M4 cycle estimate."""
+import dataclasses
 import json
 import subprocess
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from irnet_edge.bench import SCHEMA, TargetSpec, bench, to_text
+from irnet_edge.bench import SCHEMA, TargetSpec, bench, measure, to_text
 from irnet_edge.bench.m4_cycles import REFILL, estimate
 from irnet_edge.bench.plugin import Block, Report, parse_report
 from irnet_edge.cli import main
@@ -170,3 +171,12 @@ def test_counter_sees_only_the_model(mcu_m0):
     assert first.kind == "normalize"
     t = graph.tensor(graph.input)
     assert first.instructions < 60 * t.height * t.width * t.channels  # a few dozen per pixel, no I/O
+
+
+def test_baseline_too_big_for_the_board_is_one_error_before_any_build(mcu_m0, monkeypatch):
+    ckpt, graph = mcu_m0
+    small = load_board("mps3-an547")
+    tight = dataclasses.replace(small, flash={**small.flash, "length": graph.const_bytes() + 20_000})
+    monkeypatch.setattr(measure, "_measure", lambda *a, **k: pytest.fail("built before checking the fit"))
+    with pytest.raises(IrnetEdgeError, match="the float32 baseline does not fit"):
+        bench(graph, "mcu_m0", ckpt.sha256, TargetSpec("cortex-m", board=tight), baseline=True)

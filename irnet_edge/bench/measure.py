@@ -16,7 +16,7 @@ import torch
 
 from .. import __version__
 from ..codegen import get_target, render, write_tree
-from ..codegen.firmware import Board, render_firmware, resolve_cpu
+from ..codegen.firmware import Board, check_fit, render_firmware, resolve_cpu
 from ..errors import IrnetEdgeError
 from ..ir import reference
 from ..ir.baseline import float_baseline
@@ -251,6 +251,14 @@ def bench(graph: Graph, prefix: str, checkpoint_sha256: str, target: TargetSpec,
           log=lambda message: None) -> BenchResult:
     """Measures graph (and its float32 baseline) on target with one seeded random input."""
     base_graph = float_baseline(graph) if baseline else None  # refuses unsupported graphs before any build
+    if target.board is not None:
+        check_fit(graph, target.board, 1)
+        if base_graph is not None:
+            try:
+                check_fit(base_graph, target.board, 1)
+            except IrnetEdgeError as exc:
+                raise IrnetEdgeError(f"the float32 baseline does not fit: {exc}; bench without --baseline here, or "
+                                     "on a board with more memory (mps2-an386: 4 MB)") from None
     t = graph.tensor(graph.input)
     sample = np.random.default_rng(0).integers(0, 256, size=(t.height, t.width, t.channels), dtype=np.uint8)
     expected = reference.run(graph, torch.from_numpy(sample[None])).numpy().astype(np.float32)
