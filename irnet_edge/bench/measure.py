@@ -8,7 +8,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +100,6 @@ class BenchResult:
     input: str
     binary: Measurement
     baseline: Measurement | None = None
-    extra: dict = field(default_factory=dict)
 
     def ratios(self) -> dict | None:
         if self.baseline is None:
