@@ -165,12 +165,22 @@ def _cpu_names():
     return cpu_names()
 
 
+def _target_options(command):
+    """--target, --board, --cpu and --arch, shared by the commands that build and run for a target."""
+    for option in reversed((
+            click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True),
+            click.option("--board", type=click.Choice(_board_names()), help="Emulated board for --target cortex-m."),
+            click.option("--cpu", type=click.Choice(_cpu_names()),
+                         help="Build for a smaller core than the board's own."),
+            click.option("--arch", type=click.Choice(["aarch64", "armv7"]),
+                         help="Linux architecture for --target cortex-a."))):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True)
-@click.option("--board", type=click.Choice(_board_names()), help="Emulated board for --target cortex-m.")
-@click.option("--cpu", type=click.Choice(_cpu_names()), help="Build for a smaller core than the board's own.")
-@click.option("--arch", type=click.Choice(["aarch64", "armv7"]), help="Linux architecture for --target cortex-a.")
+@_target_options
 @click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
               help="Real test inputs run through the C and compared bit for bit.")
 @click.option("--agreement-samples", type=click.IntRange(min=0), default=10000, show_default=True,
@@ -227,10 +237,7 @@ def _check_target_options(target: str, board: str | None, arch: str | None) -> N
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True)
-@click.option("--board", type=click.Choice(_board_names()), help="Emulated board for --target cortex-m.")
-@click.option("--cpu", type=click.Choice(_cpu_names()), help="Build for a smaller core than the board's own.")
-@click.option("--arch", type=click.Choice(["aarch64", "armv7"]), help="Linux architecture for --target cortex-a.")
+@_target_options
 @click.option("--baseline", type=click.Choice(["none", "float32"]), default="none", show_default=True,
               help="Also measure the same network with every binary layer as a float32 convolution.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema irnet-edge-bench/1).")

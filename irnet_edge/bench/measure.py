@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..codegen import get_target, render, write_tree
+from ..codegen import write_tree
 from ..codegen.firmware import Board, check_fit, render_firmware, resolve_cpu
 from ..errors import IrnetEdgeError
 from ..ir import reference
 from ..ir.baseline import float_baseline
 from ..ir.graph import Graph, Op
-from ..verify import qemu, toolchain
+from ..verify import host, qemu, toolchain
 from . import m4_cycles
 from .plugin import Report, build_plugin, parse_report, plugin_args
 
@@ -132,18 +132,13 @@ def _tool_version(cc: str) -> str:
 
 def _host_program(graph: Graph, prefix: str, sha: str, work: Path, cross_arch: str | None) -> Program:
     cross = toolchain.CROSS[cross_arch] if cross_arch else None
-    files, _ = render(graph, get_target("cortex-a" if cross else "host"), prefix, sha)
-    tree = work / "c"
-    write_tree(files, tree, force=True)
+    runner, launcher = host.build_runner(graph, prefix, sha, work / "c", BENCH_CFLAGS, (f"{prefix.upper()}_BENCH",),
+                                         "-static", cross_arch)
+    # the host binary runs under the qemu-user of its own architecture, which is what counts it
+    launcher = list(launcher) or [f"qemu-{platform.machine()}"]
+    toolchain.require_tool(launcher[0], "qemu-user")
     cc = cross.cc if cross else "gcc"
     cflags = f"{BENCH_CFLAGS} {cross.cflags}" if cross else BENCH_CFLAGS
-    runner = toolchain.build(tree, cc, cflags, (f"{prefix.upper()}_BENCH",), "-static",
-                             cross.packages if cross else "gcc")
-    if cross:
-        launcher = list(cross.launcher)
-    else:  # the host binary runs under the qemu-user of its own architecture, which is what counts it
-        launcher = [f"qemu-{platform.machine()}"]
-    toolchain.require_tool(launcher[0], "qemu-user")
     outputs = work / "out.bin"
     return Program(runner, [*launcher, str(runner), str(work / "in.bin"), str(outputs)], work, outputs,
                    cc[:-3] + "nm" if cross else "nm",
@@ -159,59 +154,44 @@ def _firmware_program(graph: Graph, prefix: str, sha: str, work: Path, board: Bo
     tree = work / "fw"
     write_tree(render_firmware(graph, prefix, sha, board, cpu, sample[None], np.zeros(1, np.uint8), ""), tree,
                force=True)
-    toolchain.require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    result = subprocess.run(["make", "-C", str(tree), f"EXTRA_CFLAGS=-D{prefix.upper()}_BENCH"],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise IrnetEdgeError(f"building the bench firmware failed:\n{(result.stdout + result.stderr)[-4000:]}")
-    elf = tree / "app.elf"
-    sections = {}
-    for line in (tree / "size.txt").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].startswith(".") and parts[1].isdigit():
-            sections[parts[0]] = int(parts[1])
-    image = {"flash_bytes": sections.get(".text", 0) + sections.get(".ARM.exidx", 0) + sections.get(".data", 0),
-             "ram_bytes": sections.get(".data", 0) + sections.get(".bss", 0) + board.stack_bytes,
-             "stack_bytes": board.stack_bytes}
+    elf = qemu.build_firmware(tree, f"-D{prefix.upper()}_BENCH")
     machine = board.emulator["machine"]
     return Program(elf, qemu.qemu_command(machine, elf, "in.bin out.bin"), work, work / "out.bin",
                    "arm-none-eabi-nm", {"cc": "arm-none-eabi-gcc", "version": _tool_version("arm-none-eabi-gcc"),
                                         "cflags": " ".join([*preset["flags"], "-std=c99 -O2 -ffp-contract=off "
                                                             "-ffunction-sections -fdata-sections"]),
                                         "cpu": cpu_name},
-                   f"qemu-system-arm -M {machine}", image,
+                   f"qemu-system-arm -M {machine}", qemu.image_footprint(tree, board),
                    "arm-none-eabi-objdump" if preset.get("cycle_table") == "cortex-m4" else None)
 
 
-def _symbols(program: Program, prefix: str) -> list[tuple[str, int, str]]:
-    """(type, size, name) of the model's own symbols in the linked program (all carry the prefix)."""
+def _symbols(program: Program, prefix: str) -> dict[str, tuple[str, int, int]]:
+    """name -> (type, address, size) of the model's own symbols in the linked program (all carry the prefix)."""
     result = subprocess.run([program.nm, "-S", str(program.elf)], capture_output=True, text=True)
     if result.returncode != 0:
         raise IrnetEdgeError(f"{program.nm} could not read {program.elf}: {result.stderr[-500:]}")
-    out = []
+    out = {}
     for line in result.stdout.splitlines():
         parts = line.split()
         if len(parts) == 4 and parts[3].startswith(f"{prefix}_"):
-            out.append((parts[2], int(parts[1], 16), parts[3]))
+            out[parts[3]] = (parts[2], int(parts[0], 16), int(parts[1], 16))
     return out
 
 
-def _mark_address(program: Program, prefix: str) -> int:
-    result = subprocess.run([program.nm, str(program.elf)], capture_output=True, text=True)
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == f"{prefix}_bench_mark":
-            return int(parts[0], 16) & ~1  # Thumb symbols carry the mode in bit 0
-    raise IrnetEdgeError(f"{program.elf} has no {prefix}_bench_mark: it was not built with {prefix.upper()}_BENCH")
+def _mark_address(symbols: dict, program: Program, prefix: str) -> int:
+    if f"{prefix}_bench_mark" not in symbols:
+        raise IrnetEdgeError(f"{program.elf} has no {prefix}_bench_mark: it was not built with "
+                             f"{prefix.upper()}_BENCH")
+    return symbols[f"{prefix}_bench_mark"][1] & ~1  # Thumb symbols carry the mode in bit 0
 
 
-def _count(program: Program, prefix: str, graph: Graph, sample: np.ndarray, expected: np.ndarray,
+def _count(program: Program, mark: int, graph: Graph, sample: np.ndarray, expected: np.ndarray,
            log) -> Report:
     library = build_plugin(log)
     sample.tofile(program.work / "in.bin")
     report_path = program.work / "count.txt"
     marks = len(graph.ops) + 1
-    command = [program.command[0], *plugin_args(library, _mark_address(program, prefix), marks, report_path),
+    command = [program.command[0], *plugin_args(library, mark, marks, report_path),
                *program.command[1:]]
     try:
         result = subprocess.run(command, capture_output=True, text=True, cwd=program.work, timeout=1800,
@@ -222,7 +202,7 @@ def _count(program: Program, prefix: str, graph: Graph, sample: np.ndarray, expe
         raise IrnetEdgeError(f"the bench program failed under {program.emulator} (status {result.returncode}):\n"
                              f"{(result.stdout + result.stderr)[-2000:]}")
     got = np.fromfile(program.outputs, dtype=np.float32)
-    if got.size != expected.size or not (got.view(np.int32) == expected.reshape(-1).view(np.int32)).all():
+    if got.size != expected.size or host.VerifyResult.compare(got, expected).first_bad is not None:
         raise IrnetEdgeError("the bench build's logits differ from the reference: run `irnet-edge verify` on "
                              "this target to find the op")
     return parse_report(report_path, marks)
@@ -234,14 +214,14 @@ def _measure(graph: Graph, prefix: str, sha: str, target: TargetSpec, sample: np
         program = _firmware_program(graph, prefix, sha, work, target.board, target.cpu, sample)
     else:
         program = _host_program(graph, prefix, sha, work, target.arch if target.name == "cortex-a" else None)
-    report = _count(program, prefix, graph, sample, expected, log)
+    symbols = _symbols(program, prefix)
+    report = _count(program, _mark_address(symbols, program, prefix), graph, sample, expected, log)
     layers = []
     for i, (op, count) in enumerate(zip(graph.ops, report.per_segment(), strict=True)):
         binary, flt = macs(graph, op)
         layers.append(Layer(i, op.kind, op.source, graph.tensor(op.output).describe(), count, binary, flt))
-    symbols = _symbols(program, prefix)
-    flash = sum(size for kind, size, _ in symbols if kind in "TtRrDd")
-    ram = sum(size for kind, size, _ in symbols if kind in "DdBb")
+    flash = sum(size for kind, _, size in symbols.values() if kind in "TtRrDd")
+    ram = sum(size for kind, _, size in symbols.values() if kind in "DdBb")
     cycles = m4_cycles.estimate(report, program.elf, program.objdump) if program.objdump else None
     return Measurement(report.total, layers, flash, ram, program.toolchain, program.emulator, program.image, cycles)
 

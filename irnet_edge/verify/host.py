@@ -28,25 +28,32 @@ class VerifyResult:
         return cls(samples=len(same), exact=int(same.sum()), first_bad=int(bad[0]) if len(bad) else None)
 
 
+def build_runner(graph: Graph, prefix: str, checkpoint_sha256: str, tree: Path,
+                 cflags: str = toolchain.STRICT_CFLAGS, defines: tuple[str, ...] = (), ldflags: str = "",
+                 arch: str | None = None) -> tuple[Path, tuple[str, ...]]:
+    """Generates the host C (arch None) or the cortex-a C for a cross arch into tree and builds it (cross builds
+    static); returns the runner and the qemu-user command that runs it (empty on the host)."""
+    cross = toolchain.CROSS[arch] if arch else None
+    files, _ = render(graph, get_target("cortex-a" if cross else "host"), prefix, checkpoint_sha256)
+    write_tree(files, tree, force=True)
+    if cross:
+        runner = toolchain.build(tree, cross.cc, f"{cflags} {cross.cflags}", defines, f"{ldflags} -static".strip(),
+                                 cross.packages)
+        return runner, cross.launcher
+    return toolchain.build(tree, cflags=cflags, defines=defines, ldflags=ldflags), ()
+
+
 def run_c(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, work: Path,
           cflags: str = toolchain.STRICT_CFLAGS, defines: tuple[str, ...] = (), ldflags: str = "",
           dump_dir: Path | None = None, tree_name: str = "c", arch: str | None = None,
           threads: int | None = None) -> np.ndarray:
     """Generates the C into work/tree_name (host, or cortex-a for a cross arch run under qemu-user), builds it
     and returns its float32 logits (N, classes)."""
-    cross = toolchain.CROSS[arch] if arch else None
-    files, _ = render(graph, get_target("cortex-a" if cross else "host"), prefix, checkpoint_sha256)
-    tree = work / tree_name
-    write_tree(files, tree, force=True)
-    if cross:
-        runner = toolchain.build(tree, cross.cc, f"{cflags} {cross.cflags}", defines, f"{ldflags} -static".strip(),
-                                 cross.packages)
-    else:
-        runner = toolchain.build(tree, cflags=cflags, defines=defines, ldflags=ldflags)
+    runner, launcher = build_runner(graph, prefix, checkpoint_sha256, work / tree_name, cflags, defines, ldflags,
+                                    arch)
     inputs_path, outputs_path = work / f"{tree_name}_inputs.bin", work / f"{tree_name}_outputs.bin"
     inputs_hwc.numpy().astype(np.uint8).tofile(inputs_path)
-    toolchain.run(runner, inputs_path, outputs_path, dump_dir, launcher=cross.launcher if cross else (),
-                  threads=threads)
+    toolchain.run(runner, inputs_path, outputs_path, dump_dir, launcher=launcher, threads=threads)
     return np.fromfile(outputs_path, dtype=np.float32).reshape(inputs_hwc.shape[0], graph.num_classes)
 
 

@@ -36,9 +36,10 @@ def run_elf(machine: str, elf: Path, append: str | None = None, cwd: Path | None
     return result.returncode, result.stdout + result.stderr
 
 
-def build_firmware(tree: Path) -> Path:
+def build_firmware(tree: Path, extra_cflags: str = "") -> Path:
     toolchain.require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    result = subprocess.run(["make", "-C", str(tree), f"-j{os.cpu_count() or 1}"], capture_output=True, text=True)
+    result = subprocess.run(["make", "-C", str(tree), f"-j{os.cpu_count() or 1}", f"EXTRA_CFLAGS={extra_cflags}"],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise IrnetEdgeError(f"building the firmware in {tree} failed:\n{(result.stdout + result.stderr)[-4000:]}")
     return tree / "app.elf"
@@ -52,15 +53,28 @@ def instructions_per_inference(output: str, clock_hz: int) -> int | None:
     return None
 
 
-def size_report(tree: Path, board: Board) -> str:
-    """Sections of app.elf against the board's flash and RAM, and the deepest static stack frame."""
+def _sections(tree: Path) -> dict[str, int]:
     sections = {}
     for line in (tree / "size.txt").read_text().splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0].startswith(".") and parts[1].isdigit():
             sections[parts[0]] = int(parts[1])
-    flash = sections.get(".text", 0) + sections.get(".ARM.exidx", 0) + sections.get(".data", 0)
-    ram = sections.get(".data", 0) + sections.get(".bss", 0) + board.stack_bytes
+    return sections
+
+
+def image_footprint(tree: Path, board: Board, sections: dict[str, int] | None = None) -> dict:
+    """Flash (text + data) and RAM (data + bss + the board's stack) of a built firmware image."""
+    sections = _sections(tree) if sections is None else sections
+    return {"flash_bytes": sections.get(".text", 0) + sections.get(".ARM.exidx", 0) + sections.get(".data", 0),
+            "ram_bytes": sections.get(".data", 0) + sections.get(".bss", 0) + board.stack_bytes,
+            "stack_bytes": board.stack_bytes}
+
+
+def size_report(tree: Path, board: Board) -> str:
+    """Sections of app.elf against the board's flash and RAM, and the deepest static stack frame."""
+    sections = _sections(tree)
+    image = image_footprint(tree, board, sections)
+    flash, ram = image["flash_bytes"], image["ram_bytes"]
     frames = [int(line.split()[1]) for su in tree.glob("*.su") for line in su.read_text().splitlines()
               if len(line.split()) >= 2 and line.split()[1].isdigit()]
     return (f"{board.name}: text {sections.get('.text', 0):,}, data {sections.get('.data', 0):,}, "
