@@ -136,9 +136,13 @@ def _target_names():
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--prefix", help="C symbol prefix and file name stem [default: the model's name].")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
-def codegen(checkpoint, target, out_dir, prefix, force):
-    """Generate C99 for a trained model: NAME.h, NAME.c, NAME_weights.c, kernels, Makefile, manifest.json."""
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the model's dataset is: its first test image becomes the self-test input.")
+def codegen(checkpoint, target, out_dir, prefix, force, data_dir):
+    """Generate C99 for a trained model: src/NAME.{h,c}, its weights and self-test, the irnet runtime in
+    src/irnet/, build files (Makefile, CMake, Zephyr, PlatformIO, Arduino) and manifest.json."""
     from .codegen import check_out_dir, check_prefix, default_prefix, get_target, render, write_tree
+    from .data import load_split
     from .ir import export
     from .nn.checkpoint import load_checkpoint
 
@@ -146,7 +150,17 @@ def codegen(checkpoint, target, out_dir, prefix, force):
     ckpt = load_checkpoint(checkpoint)
     prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
     graph = export(ckpt)
-    files, manifest = render(graph, get_target(target), prefix, ckpt.sha256)
+    dataset, selftest_input, source = ckpt.config.get("dataset"), None, ""
+    if dataset:
+        try:
+            test = load_split(dataset, "test", data_dir)
+            image = test.images[0].permute(1, 2, 0).numpy()
+            inp = graph.tensor(graph.input)
+            if image.shape == (inp.height, inp.width, inp.channels):
+                selftest_input, source = image, f"{dataset} test image 0"
+        except IrnetEdgeError:
+            click.echo(f"{dataset} not found (pass --data-dir): the self-test input is seeded pseudo-random pixels")
+    files, manifest = render(graph, get_target(target), prefix, ckpt.sha256, selftest_input, source)
     write_tree(files, out_dir, force)
     click.echo(f"wrote {len(files)} files to {out_dir}: {', '.join(sorted(files))}")
     click.echo(f"{len(graph.ops)} ops; weights {manifest['weight_bytes']:,} bytes (flash); "

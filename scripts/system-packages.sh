@@ -3,7 +3,8 @@
 # is missing. As root on Debian/Ubuntu it runs apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 packages=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm qemu-user gcc-aarch64-linux-gnu
-          libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross openocd dataset-fashion-mnist)
+          libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross openocd dataset-fashion-mnist
+          clang lld cmake)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

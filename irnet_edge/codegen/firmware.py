@@ -107,9 +107,10 @@ def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Bo
     """Files of a self-contained firmware project (sample_inputs: uint8 (N, H, W, C))."""
     cpu_name, cpu_preset = resolve_cpu(board, cpu)
     budget = check_fit(graph, board, len(sample_inputs))
-    files, manifest = render(graph, get_target("cortex-m"), prefix, checkpoint_sha256)
+    files, manifest = render(graph, get_target("cortex-m"), prefix, checkpoint_sha256,
+                             selftest_input=sample_inputs[0], selftest_source=f"{dataset or 'input'} sample 0")
     ctx = {
-        "banner": files[f"{prefix}.h"].splitlines()[0], "prefix": prefix, "guard": prefix.upper(),
+        "banner": files[f"src/{prefix}.h"].splitlines()[0], "prefix": prefix, "guard": prefix.upper(),
         "model_name": graph.name, "board": board, "board_name": board.name, "cpu": cpu_preset, "cpu_name": cpu_name,
         "flash_origin": hex(board.flash["origin"]), "flash_length": board.flash["length"],
         "ram_origin": hex(board.ram["origin"]), "ram_length": board.ram["length"], "stack_bytes": board.stack_bytes,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 import numpy as np
+import torch
 
 from .. import __version__
 from ..errors import IrnetEdgeError
@@ -28,6 +29,16 @@ C_KEYWORDS = {
 }
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _ACT_MACRO = {"none": "ACT_NONE", "hardtanh": "ACT_HARDTANH", "relu": "ACT_RELU", "sign": "ACT_SIGN"}
+# What every build of the generated C needs; the sources enforce the exactness part themselves
+# (runtime/irnet_exact.h), the flag is belt and braces.
+BUILD_REQUIREMENTS = {
+    "sources": ["src/*.c", "src/irnet/*.c"],
+    "include_dirs": ["src"],
+    "c_standard": "C99 or later (GNU modes too)",
+    "required_flags": ["-ffp-contract=off"],
+    "refused_flags": ["-ffast-math", "-Ofast", "-funsafe-math-optimizations", "-fassociative-math",
+                      "-freciprocal-math", "-fno-signed-zeros", "-ffinite-math-only"],
+}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.uint32): "uint32_t", np.dtype(np.int32): "int32_t",
            np.dtype(np.uint8): "uint8_t"}
 
@@ -76,37 +87,99 @@ def render_dir(root: Path, ctx: dict, prefix: str, select=lambda name: name) -> 
     return files
 
 
-def _shape(t) -> str:
-    return f"{t.describe()}"
+def c_comment(text: str) -> str:
+    """Text safe inside a C block comment on one line: no comment end, no control characters."""
+    text = text.replace("*/", "* /").replace("/*", "/ *")
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
-def _op_context(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict) -> dict:
-    src = graph.tensor(op.inputs[0])
-    out = graph.tensor(op.output)
-    ctx = {
-        "index": index, "kind": op.kind, "function": kernels.get(op.kind, op.kind), "source": op.source,
-        "a": op.attrs,
-        "shape_in": _shape(src), "shape_out": _shape(out),
-        "const_bytes": sum(int(a.nbytes) for a in op.consts.values()),
-        "c": {name: f"{prefix}_{op.name}_{name}" for name in op.consts},
-        "h": src.height, "w": src.width, "cin": src.channels, "pixels": src.height * src.width,
-        "ho": out.height, "wo": out.width, "cout": out.channels, "elements": out.channels * out.height * out.width,
-        "act": f"{prefix.upper()}_{_ACT_MACRO[op.attrs.get('act', 'none')]}",
-        "in_f32": pointer(op.inputs[0], "f"), "in_bits": pointer(op.inputs[0], "u"),
-        "in2_f32": pointer(op.inputs[1], "f") if len(op.inputs) > 1 else "0",
-        "out_f32": pointer(op.output, "f") if out.kind == "f32" else "0",
-        "out_bits": pointer(op.output, "u") if out.kind == "bits" else "0",
-        "out_bytes": out.nbytes,
-    }
-    ctx["out_ptr"] = ctx["out_f32"] if out.kind == "f32" else ctx["out_bits"]
-    if op.kind in ("bconv", "conv_f32"):  # the unused output transform of a conv is a null pointer
-        for name in ("threshold", "mult", "add"):
-            ctx["c"].setdefault(name, "0")
-    return ctx
+# op kind -> (params struct, fields in order, [(call argument, view)...]); fields name graph facts (input map,
+# output map, attrs, consts); views: "in" / "in2" / "out" pointers into the arena, typed f (float) or u (bits)
+_PARAMS = {
+    "normalize": ("irnet_normalize_params", ("pixels", "channels", "c:mean", "c:std")),
+    "conv_f32": ("irnet_conv_f32_params", ("h", "w", "cin", "cout", "a:k", "a:stride", "a:pad", "ho", "wo",
+                                           "c:weight", "c:mult", "c:add", "act")),
+    "bconv": ("irnet_bconv_params", ("h", "w", "cin", "cout", "a:k", "a:stride", "a:pad", "a:pad_one", "ho",
+                                     "wo", "c:weight", "c:threshold", "c:mult", "c:add", "act")),
+    "maxpool_bits": ("irnet_maxpool_bits_params", ("w", "channels", "a:k", "ho", "wo", "c:or_mask")),
+    "maxpool_f32": ("irnet_maxpool_f32_params", ("w", "channels", "a:k", "ho", "wo", "c:min_mask")),
+    "affine": ("irnet_affine_params", ("pixels", "channels", "c:mult", "c:add", "act")),
+}
 
 
-def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str) -> tuple[dict[str, str], dict]:
-    """(files by relative path, manifest)."""
+def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict) -> dict:
+    """The op's parameter struct (C initializer) and its call, as text."""
+    src, out = graph.tensor(op.inputs[0]), graph.tensor(op.output)
+    facts = {"h": src.height, "w": src.width, "cin": src.channels, "channels": src.channels,
+             "pixels": src.height * src.width, "ho": out.height, "wo": out.width, "cout": out.channels,
+             "act": f"IRNET_{_ACT_MACRO[op.attrs.get('act', 'none')]}"}
+    view = {"f32": "f", "bits": "u", "u8": "u"}
+    x = pointer(op.inputs[0], view[src.kind])
+    y_bits = pointer(op.output, "u") if out.kind == "bits" else "0"
+    y_f32 = pointer(op.output, "f") if out.kind == "f32" else "0"
+    function = f"irnet_{kernels.get(op.kind, op.kind)}"
+    params = None
+    if op.kind in _PARAMS:
+        struct, fields = _PARAMS[op.kind]
+        values = []
+        for field in fields:
+            if field.startswith("a:"):
+                value = int(op.attrs[field[2:]])
+            elif field.startswith("c:"):
+                value = f"{prefix}_{op.name}_{field[2:]}" if field[2:] in op.consts else "0"
+            else:
+                value = facts[field]
+            values.append(f".{field.split(':')[-1]} = {value}")
+        params = {"struct": struct, "name": f"{prefix}_op{index}", "init": ", ".join(values)}
+        args = {"normalize": [x, y_f32], "conv_f32": [x, y_bits, y_f32], "bconv": [x, y_bits, y_f32],
+                "maxpool_bits": [x, y_bits], "maxpool_f32": [x, y_f32], "affine": [x, y_f32]}[op.kind]
+        call = f"{function}(&{params['name']}, {', '.join(args)});"
+    elif op.kind == "sign_pack":
+        call = f"{function}({x}, {facts['pixels']}, {src.channels}, {y_bits});"
+    elif op.kind == "avgpool":
+        call = f"{function}({x}, {facts['pixels']}, {src.channels}, {y_f32});"
+    elif op.kind == "add":
+        call = (f"{function}({x}, {pointer(op.inputs[1], 'f')}, {out.channels * out.height * out.width}, "
+                f"{facts['act']}, {y_f32});")
+    elif op.kind == "clamp":
+        call = f"{function}({x}, {out.channels * out.height * out.width}, {facts['act']}, {y_f32});"
+    elif op.kind == "shortcut_a":
+        call = f"{function}({x}, {src.height}, {src.width}, {src.channels}, {int(op.attrs['pad'])}, {y_f32});"
+    else:
+        raise IrnetEdgeError(f"op {op.name} ({op.kind}) has no C kernel")
+    return {"index": index, "kind": op.kind, "source": c_comment(op.source),
+            "shape_in": src.describe(), "shape_out": out.describe(),
+            "const_bytes": sum(int(a.nbytes) for a in op.consts.values()),
+            "params": params, "call": call, "out_ptr": y_f32 if out.kind == "f32" else y_bits,
+            "out_bytes": out.nbytes}
+
+
+RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
+
+
+def runtime_files() -> dict[str, str]:
+    """The runtime library's sources by name (irnet_*.c, irnet_*.h), as shipped in the package."""
+    return {path.name: path.read_text() for path in sorted(RUNTIME_DIR.glob("irnet_*.[ch]"))}
+
+
+def runtime_version_number(version: str = __version__) -> int:
+    """The runtime's IRNET_RUNTIME_VERSION for a tool version "X.Y.Z": X * 10000 + Y * 100 + Z."""
+    major, minor, patch = (int(part) for part in version.split(".")[:3])
+    return major * 10000 + minor * 100 + patch
+
+
+def selftest_default_input(graph: Graph) -> np.ndarray:
+    """The self-test's input where no real one is given: seeded pseudo-random pixels, uint8 (H, W, C)."""
+    t = graph.tensor(graph.input)
+    return np.random.default_rng(0).integers(0, 256, size=(t.height, t.width, t.channels), dtype=np.uint8)
+
+
+def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
+           selftest_input: np.ndarray | None = None, selftest_source: str = "") -> tuple[dict[str, str], dict]:
+    """(files by relative path, manifest). selftest_input: one uint8 (H, W, C) input embedded with the logits the
+    reference executor computes for it (NAME_selftest); by default seeded pseudo-random pixels."""
+    from ..ir import reference
+
     check_prefix(prefix)
     out_tensor = graph.tensor(graph.output)
     if out_tensor.kind != "f32":
@@ -127,34 +200,49 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str) ->
                 values = np.ascontiguousarray(values.transpose(1, 2, 3, 0))
             arrays.append({"symbol": f"{prefix}_{op.name}_{name}", "ctype": _CTYPES[values.dtype],
                            "length": int(values.size), "body": format_array(values),
-                           "comment": f"{op.name} {name}: {values.dtype} {tuple(values.shape)}, from {op.source}"})
+                           "comment": c_comment(f"{op.name} {name}: {values.dtype} {tuple(values.shape)}, "
+                                                f"from {op.source}")})
+    if selftest_input is None:
+        selftest_input, selftest_source = selftest_default_input(graph), "seeded pseudo-random pixels"
+    inp = graph.tensor(graph.input)
+    selftest_input = np.ascontiguousarray(selftest_input, dtype=np.uint8).reshape(inp.height, inp.width,
+                                                                                 inp.channels)
+    expected = reference.run(graph, torch.from_numpy(selftest_input[None].copy()))[0].numpy()
     const_bytes = graph.const_bytes()
     banner = (f"/* Generated by irnet-edge {__version__} from checkpoint sha256:{checkpoint_sha256}."
               " Do not edit. */")
     ctx = {
         "banner": banner, "make_banner": banner.replace("/*", "#").replace(" */", ""),
-        "prefix": prefix, "guard": prefix.upper(), "model_name": graph.name,
-        "input": graph.tensor(graph.input), "num_classes": graph.num_classes,
+        "prefix": prefix, "guard": prefix.upper(), "model_name": c_comment(graph.name),
+        "version": __version__, "runtime_version": runtime_version_number(), "target": target.name,
+        "input": inp, "num_classes": graph.num_classes,
         "arena_bytes": arena, "arena_cells": max(arena // 4, 1), "const_bytes": const_bytes,
         "arrays": arrays,
-        "ops": [_op_context(graph, op, i, prefix, pointer, dict(target.kernels)) for i, op in enumerate(graph.ops)],
-        "optimized": [fn for _, fn in target.kernels],
+        "ops": [_op_code(graph, op, i, prefix, pointer, dict(target.kernels)) for i, op in enumerate(graph.ops)],
+        "selftest": {"input": format_array(selftest_input.reshape(-1)),
+                     "logits": format_array(expected.astype(np.float32).view(np.uint32)),
+                     "source": c_comment(selftest_source)},
     }
     files = {}
-    for folder in target.templates:
-        files.update(render_dir(asset_dir("templates") / folder, ctx, prefix))
+    for folder, dest in target.templates:
+        for name, text in render_dir(asset_dir("templates") / folder, ctx, prefix).items():
+            files[f"{dest}/{name}" if dest else name] = text
+    files.update({f"src/irnet/{name}": text for name, text in runtime_files().items()})
     manifest = {
-        "tool": "irnet-edge", "tool_version": __version__, "checkpoint_sha256": checkpoint_sha256,
-        "model": graph.name, "prefix": prefix, "target": target.name,
-        "input": {"height": ctx["input"].height, "width": ctx["input"].width,
-                  "channels": ctx["input"].channels, "dtype": "uint8", "layout": "HWC"},
+        "tool": "irnet-edge", "tool_version": __version__, "runtime_version": __version__,
+        "checkpoint_sha256": checkpoint_sha256, "model": graph.name, "prefix": prefix, "target": target.name,
+        "input": {"height": inp.height, "width": inp.width, "channels": inp.channels, "dtype": "uint8",
+                  "layout": "HWC"},
         "output": {"classes": graph.num_classes, "dtype": "float32"},
         "arena_bytes": arena, "weight_bytes": const_bytes,
+        "selftest": {"function": f"{prefix}_selftest", "input": selftest_source},
+        "build": BUILD_REQUIREMENTS,
         "ops": [{"index": i, "kind": op.kind, "source": op.source,
                  "output": graph.tensor(op.output).describe(), "output_bytes": graph.tensor(op.output).nbytes,
                  "arena_offset": placements[op.output].offset if op.output in placements else None,
                  "const_bytes": sum(int(a.nbytes) for a in op.consts.values())}
                 for i, op in enumerate(graph.ops)],
     }
+    manifest["files"] = sorted([*files, "manifest.json"])
     files["manifest.json"] = json.dumps(manifest, indent=2) + "\n"
     return files, manifest

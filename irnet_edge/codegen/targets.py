@@ -1,4 +1,4 @@
-"""Code-generation targets as data: which template folders render them (later folders add files)."""
+"""Code-generation targets as data: which template folders render them, into which folder of the output."""
 from dataclasses import dataclass
 
 from ..errors import IrnetEdgeError
@@ -7,7 +7,7 @@ from ..errors import IrnetEdgeError
 @dataclass(frozen=True)
 class Target:
     name: str
-    templates: tuple[str, ...]  # folders under templates/
+    templates: tuple[tuple[str, str], ...]  # (folder under templates/, folder in the output; "" = its root)
     description: str
     # op kind -> the kernel function that implements it, where not the portable one of the same name
     kernels: tuple[tuple[str, str], ...] = ()
@@ -17,11 +17,11 @@ class Target:
 
 
 TARGETS = {t.name: t for t in (
-    Target("host", ("model", "host"), "portable C99 for any C compiler, with a host runner and Makefile"),
-    Target("cortex-m", ("model", "cortex-m"), "the model with Cortex-M kernels for arm-none-eabi-gcc; "
+    Target("host", (("model", "src"), ("host", "")), "portable C99 for any C compiler, with a host runner and Makefile"),
+    Target("cortex-m", (("model", "src"),), "the model with Cortex-M kernels for arm-none-eabi-gcc; "
            "`irnet-edge firmware` adds a board project",
            kernels=(("bconv", "bconv_cm"), ("conv_f32", "conv_f32_cm")), channels_last=(("conv_f32", "weight"),)),
-    Target("cortex-a", ("model", "host", "cortex-a"), "the model with NEON kernels for Linux on aarch64 or armv7, "
+    Target("cortex-a", (("model", "src"), ("host", "")), "the model with NEON kernels for Linux on aarch64 or armv7, "
            "with the runner and a Makefile that cross-compiles or builds on the board",
            kernels=(("bconv", "bconv_neon"), ("conv_f32", "conv_f32_neon"), ("sign_pack", "sign_pack_neon"),
                     ("add", "add_neon")), channels_last=(("conv_f32", "weight"),)),

@@ -19,6 +19,7 @@ def write_tree(files: dict[str, str], out: Path, force: bool) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for name, text in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_text(text)
         if out.exists():
             old = out.with_name(f".{out.name}.old{os.getpid()}")

@@ -75,7 +75,7 @@ def size_report(tree: Path, board: Board) -> str:
     sections = _sections(tree)
     image = image_footprint(tree, board, sections)
     flash, ram = image["flash_bytes"], image["ram_bytes"]
-    frames = [int(line.split()[1]) for su in tree.glob("*.su") for line in su.read_text().splitlines()
+    frames = [int(line.split()[1]) for su in tree.rglob("*.su") for line in su.read_text().splitlines()
               if len(line.split()) >= 2 and line.split()[1].isdigit()]
     return (f"{board.name}: text {sections.get('.text', 0):,}, data {sections.get('.data', 0):,}, "
             f"bss {sections.get('.bss', 0):,} bytes\n"

@@ -1,11 +1,13 @@
-{{ banner }}
-#include "{{ prefix }}_kernels.h"
+/* irnet-edge runtime: the portable C99 kernels, the oracle every optimised kernel is tested against. Their
+ * arithmetic is defined op by op in docs/arithmetic.md, in the order written here. */
+#include "irnet_internal.h"
 
 #include <string.h>
 
-void {{ prefix }}_normalize(const uint8_t *in, int pixels, int channels, const float *mean, const float *std,
-    float *out)
+void irnet_normalize(const irnet_normalize_params *prm, const uint8_t *in, float *out)
 {
+    const int pixels = prm->pixels, channels = prm->channels;
+    const float *mean = prm->mean, *std = prm->std;
     int p, c;
     for (p = 0; p < pixels; ++p) {
         for (c = 0; c < channels; ++c) {
@@ -17,10 +19,11 @@ void {{ prefix }}_normalize(const uint8_t *in, int pixels, int channels, const f
     }
 }
 
-void {{ prefix }}_conv_f32(const float *in, int h, int w, int cin, const float *weight, int cout, int k,
-    int stride, int pad, int ho, int wo, const float *mult, const float *add, int act, uint32_t *out_bits,
-    float *out_f32)
+void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
     int oy, ox, co, ky, kx, ci;
     for (oy = 0; oy < ho; ++oy) {
@@ -44,11 +47,14 @@ void {{ prefix }}_conv_f32(const float *in, int h, int w, int cin, const float *
                         xt = in + (iy * w + ix) * cin;
                         wt = weight + ((co * k + ky) * k + kx) * cin;
                         for (ci = 0; ci < cin; ++ci) {
-                            acc = acc + xt[ci] * wt[ci];
+                            float product = xt[ci] * wt[ci];
+                            IRNET_FENCE(product);
+                            acc = acc + product;
                         }
                     }
                 }
                 y = acc * mult[co];
+                IRNET_FENCE(y);
                 y = y + add[co];
                 if (out_bits != 0) {
                     if (y < 0.0f) {
@@ -59,17 +65,20 @@ void {{ prefix }}_conv_f32(const float *in, int h, int w, int cin, const float *
                         word = 0;
                     }
                 } else {
-                    out_f32[(oy * wo + ox) * cout + co] = {{ prefix }}_activate(y, act);
+                    out_f32[(oy * wo + ox) * cout + co] = irnet_activate(y, act);
                 }
             }
         }
     }
 }
 
-void {{ prefix }}_bconv(const uint32_t *in, int h, int w, int cin, const uint32_t *weight, int cout, int k,
-    int stride, int pad, int pad_one, int ho, int wo, const int32_t *threshold, const float *mult,
-    const float *add, int act, uint32_t *out_bits, float *out_f32)
+void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, pad_one = prm->pad_one, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const uint32_t *weight = prm->weight;
+    const int32_t *threshold = prm->threshold;
+    const float *mult = prm->mult, *add = prm->add;
     const int words = (cin + 31) / 32;
     const int out_words = (cout + 31) / 32;
     int oy, ox, co, ky, kx, i;
@@ -90,12 +99,12 @@ void {{ prefix }}_bconv(const uint32_t *in, int h, int w, int cin, const uint32_
                                 continue;
                             }
                             for (i = 0; i < words; ++i) {
-                                pop += {{ prefix }}_popcount(wt[i]);
+                                pop += irnet_popcount(wt[i]);
                             }
                         } else {
                             const uint32_t *xt = in + (iy * w + ix) * words;
                             for (i = 0; i < words; ++i) {
-                                pop += {{ prefix }}_popcount(xt[i] ^ wt[i]);
+                                pop += irnet_popcount(xt[i] ^ wt[i]);
                             }
                         }
                         dot += cin - 2 * pop;
@@ -111,15 +120,16 @@ void {{ prefix }}_bconv(const uint32_t *in, int h, int w, int cin, const uint32_
                     }
                 } else {
                     float y = (float)dot * mult[co];
+                    IRNET_FENCE(y);
                     y = y + add[co];
-                    out_f32[(oy * wo + ox) * cout + co] = {{ prefix }}_activate(y, act);
+                    out_f32[(oy * wo + ox) * cout + co] = irnet_activate(y, act);
                 }
             }
         }
     }
 }
 
-void {{ prefix }}_sign_pack(const float *in, int pixels, int channels, uint32_t *out)
+void irnet_sign_pack(const float *in, int pixels, int channels, uint32_t *out)
 {
     const int words = (channels + 31) / 32;
     int p, c;
@@ -133,9 +143,10 @@ void {{ prefix }}_sign_pack(const float *in, int pixels, int channels, uint32_t 
     }
 }
 
-void {{ prefix }}_maxpool_bits(const uint32_t *in, int w, int channels, int k, int ho, int wo,
-    const uint32_t *or_mask, uint32_t *out)
+void irnet_maxpool_bits(const irnet_maxpool_bits_params *prm, const uint32_t *in, uint32_t *out)
 {
+    const int w = prm->w, channels = prm->channels, k = prm->k, ho = prm->ho, wo = prm->wo;
+    const uint32_t *or_mask = prm->or_mask;
     const int words = (channels + 31) / 32;
     int oy, ox, wy, wx, i;
     for (oy = 0; oy < ho; ++oy) {
@@ -156,9 +167,10 @@ void {{ prefix }}_maxpool_bits(const uint32_t *in, int w, int channels, int k, i
     }
 }
 
-void {{ prefix }}_maxpool_f32(const float *in, int w, int channels, int k, int ho, int wo,
-    const uint8_t *min_mask, float *out)
+void irnet_maxpool_f32(const irnet_maxpool_f32_params *prm, const float *in, float *out)
 {
+    const int w = prm->w, channels = prm->channels, k = prm->k, ho = prm->ho, wo = prm->wo;
+    const uint8_t *min_mask = prm->min_mask;
     int oy, ox, c, wy, wx;
     for (oy = 0; oy < ho; ++oy) {
         for (ox = 0; ox < wo; ++ox) {
@@ -181,7 +193,7 @@ void {{ prefix }}_maxpool_f32(const float *in, int w, int channels, int k, int h
     }
 }
 
-void {{ prefix }}_avgpool(const float *in, int pixels, int channels, float *out)
+void irnet_avgpool(const float *in, int pixels, int channels, float *out)
 {
     int p, c;
     for (c = 0; c < channels; ++c) {
@@ -193,36 +205,38 @@ void {{ prefix }}_avgpool(const float *in, int pixels, int channels, float *out)
     }
 }
 
-void {{ prefix }}_add(const float *a, const float *b, int n, int act, float *out)
+void irnet_add(const float *a, const float *b, int n, int act, float *out)
 {
     int i;
     for (i = 0; i < n; ++i) {
-        out[i] = {{ prefix }}_activate(a[i] + b[i], act);
+        out[i] = irnet_activate(a[i] + b[i], act);
     }
 }
 
-void {{ prefix }}_affine(const float *in, int pixels, int channels, const float *mult, const float *add, int act,
-    float *out)
+void irnet_affine(const irnet_affine_params *prm, const float *in, float *out)
 {
+    const int pixels = prm->pixels, channels = prm->channels, act = prm->act;
+    const float *mult = prm->mult, *add = prm->add;
     int p, c;
     for (p = 0; p < pixels; ++p) {
         for (c = 0; c < channels; ++c) {
             float y = in[p * channels + c] * mult[c];
+            IRNET_FENCE(y);
             y = y + add[c];
-            out[p * channels + c] = {{ prefix }}_activate(y, act);
+            out[p * channels + c] = irnet_activate(y, act);
         }
     }
 }
 
-void {{ prefix }}_clamp(const float *in, int n, int act, float *out)
+void irnet_clamp(const float *in, int n, int act, float *out)
 {
     int i;
     for (i = 0; i < n; ++i) {
-        out[i] = {{ prefix }}_activate(in[i], act);
+        out[i] = irnet_activate(in[i], act);
     }
 }
 
-void {{ prefix }}_shortcut_a(const float *in, int h, int w, int channels, int pad, float *out)
+void irnet_shortcut_a(const float *in, int h, int w, int channels, int pad, float *out)
 {
     const int ho = (h + 1) / 2;
     const int wo = (w + 1) / 2;

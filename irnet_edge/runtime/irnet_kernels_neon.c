@@ -1,6 +1,5 @@
-{{ banner }}
-/* NEON kernels for {{ prefix }} (aarch64 and armv7): the arithmetic of {{ prefix }}_bconv and {{ prefix }}_conv_f32
- * in {{ prefix }}_kernels.c (their oracles), bit for bit.
+/* irnet-edge runtime, NEON kernels (aarch64 and armv7 with NEON; compiled to nothing elsewhere): the
+ * arithmetic of irnet_bconv and irnet_conv_f32 in irnet_kernels.c (their oracles), bit for bit.
  *
  * Binary convolution. An output's popcount runs over its k*k*words activation words against its weight row
  * [k][k][words], word for word; the order of the words does not matter.
@@ -17,10 +16,10 @@
  *    4 + c the second's, so the lanes are the popcounts themselves. The last 2 or 1 words of the row form a
  *    half or quarter step whose weight vector holds 2 or 4 channels, so they cost what their bits cost.
  *  - Pixels are sorted by border class, so most blocks load one bound vector per group.
- *  - 16-bit lanes and dots are exact while k*k*Cin <= {{ guard }}_MAX_BITS (a lane holds one popcount, at
+ *  - 16-bit lanes and dots are exact while k*k*Cin <= IRNET_MAX_BITS (a lane holds one popcount, at
  *    most k*k*Cin); larger layers use the portable kernel.
  *  - The weights of each group of 4 channels are first copied into the order the block reads them (one
- *    pointer, one load per step; at most {{ guard }}_PACK_BYTES at a time, whole output words).
+ *    pointer, one load per step; at most IRNET_PACK_BYTES at a time, whole output words).
  *  - Output bits: dot < threshold <=> popcount >= a bound per border class and channel, one compare. A
  *    group of output word w holds channels 32w + g + 8c (g = 0..7), so each group's compare bit is shifted
  *    into the top of a byte per pixel and channel lane, and after 8 groups the bytes are the output words.
@@ -31,18 +30,19 @@
  *    thread exactly as without threads, so any thread count gives the same bits.
  *
  * Float convolution (stem, classifier): weights [kh][kw][Cin][Cout]. On aarch64 16 output channels in 4
- * vectors, each lane summing its taps in the order of {{ prefix }}_conv_f32 with a separate multiply and add
+ * vectors, each lane summing its taps in the order of irnet_conv_f32 with a separate multiply and add
  * (no fused multiply-add). armv7 NEON float flushes subnormals to zero, so armv7 runs the same loop in scalar
  * VFP code. */
-#include "{{ prefix }}_kernels.h"
+#include "irnet_internal.h"
 
+#if defined(__ARM_NEON)
 #include <arm_neon.h>
 #include <stdint.h>
 #include <string.h>
 
-#define {{ guard }}_PX 16
-#define {{ guard }}_MAX_BITS 32766
-#define {{ guard }}_PACK_BYTES 32768
+#define IRNET_PX 16
+#define IRNET_MAX_BITS 32766
+#define IRNET_PACK_BYTES 32768
 
 /* GCC's first scheduling pass hoists the loads of the 16-accumulator loop above its arithmetic and then
  * spills accumulators: twice the instructions. Code hoisting merges the float output's per-activation copies
@@ -52,7 +52,7 @@
 #pragma GCC optimize("no-schedule-insns", "no-code-hoisting")
 #endif
 
-static inline uint8x16_t {{ prefix }}_padd8(uint8x16_t a, uint8x16_t b)
+static inline uint8x16_t irnet_padd8(uint8x16_t a, uint8x16_t b)
 {
 #if defined(__aarch64__)
     return vpaddq_u8(a, b);
@@ -61,7 +61,7 @@ static inline uint8x16_t {{ prefix }}_padd8(uint8x16_t a, uint8x16_t b)
 #endif
 }
 
-static inline uint16x8_t {{ prefix }}_padd16(uint16x8_t a, uint16x8_t b)
+static inline uint16x8_t irnet_padd16(uint16x8_t a, uint16x8_t b)
 {
 #if defined(__aarch64__)
     return vpaddq_u16(a, b);
@@ -71,7 +71,7 @@ static inline uint16x8_t {{ prefix }}_padd16(uint16x8_t a, uint16x8_t b)
 #endif
 }
 
-static inline uint32x4_t {{ prefix }}_padd32(uint32x4_t a, uint32x4_t b)
+static inline uint32x4_t irnet_padd32(uint32x4_t a, uint32x4_t b)
 {
 #if defined(__aarch64__)
     return vpaddq_u32(a, b);
@@ -81,7 +81,7 @@ static inline uint32x4_t {{ prefix }}_padd32(uint32x4_t a, uint32x4_t b)
 #endif
 }
 
-static inline uint8x16x4_t {{ prefix }}_load4(const uint8_t *p)
+static inline uint8x16x4_t irnet_load4(const uint8_t *p)
 {
 #if defined(__aarch64__)
     return vld1q_u8_x4(p);
@@ -96,7 +96,7 @@ static inline uint8x16x4_t {{ prefix }}_load4(const uint8_t *p)
 }
 
 /* word i of four weight rows, one row per lane */
-static inline uint8x16_t {{ prefix }}_column(const uint32_t *const wr[4], int i)
+static inline uint8x16_t irnet_column(const uint32_t *const wr[4], int i)
 {
     uint32x4_t v = vld1q_dup_u32(wr[0] + i);
     v = vld1q_lane_u32(wr[1] + i, v, 1);
@@ -106,106 +106,106 @@ static inline uint8x16_t {{ prefix }}_column(const uint32_t *const wr[4], int i)
 }
 
 /* words i and i+1 of weight rows a and b */
-static inline uint8x16_t {{ prefix }}_pair(const uint32_t *a, const uint32_t *b, int i)
+static inline uint8x16_t irnet_pair(const uint32_t *a, const uint32_t *b, int i)
 {
     return vreinterpretq_u8_u32(vcombine_u32(vld1_u32(a + i), vld1_u32(b + i)));
 }
 
 /* popcounts of words [i0, i0 + n) of four weight rows: lanes 2c and 2c + 1 sum to row c's */
-static inline uint16x8_t {{ prefix }}_row_pops(const uint32_t *const wr[4], int i0, int n)
+static inline uint16x8_t irnet_row_pops(const uint32_t *const wr[4], int i0, int n)
 {
     uint16x8_t acc = vdupq_n_u16(0);
     int i = i0;
     for (; i + 4 <= i0 + n; i += 4) {
-        acc = vpadalq_u8(acc, {{ prefix }}_padd8(
-            {{ prefix }}_padd8(vcntq_u8(vreinterpretq_u8_u32(vld1q_u32(wr[0] + i))),
+        acc = vpadalq_u8(acc, irnet_padd8(
+            irnet_padd8(vcntq_u8(vreinterpretq_u8_u32(vld1q_u32(wr[0] + i))),
                 vcntq_u8(vreinterpretq_u8_u32(vld1q_u32(wr[1] + i)))),
-            {{ prefix }}_padd8(vcntq_u8(vreinterpretq_u8_u32(vld1q_u32(wr[2] + i))),
+            irnet_padd8(vcntq_u8(vreinterpretq_u8_u32(vld1q_u32(wr[2] + i))),
                 vcntq_u8(vreinterpretq_u8_u32(vld1q_u32(wr[3] + i))))));
     }
     if (i + 2 <= i0 + n) {
-        acc = vpadalq_u8(acc, {{ prefix }}_padd8(vcntq_u8({{ prefix }}_pair(wr[0], wr[1], i)),
-            vcntq_u8({{ prefix }}_pair(wr[2], wr[3], i))));
+        acc = vpadalq_u8(acc, irnet_padd8(vcntq_u8(irnet_pair(wr[0], wr[1], i)),
+            vcntq_u8(irnet_pair(wr[2], wr[3], i))));
         i += 2;
     }
     if (i < i0 + n) {
-        acc = vpadalq_u8(acc, vcntq_u8({{ prefix }}_column(wr, i)));
+        acc = vpadalq_u8(acc, vcntq_u8(irnet_column(wr, i)));
     }
     return acc;
 }
 
 /* the four channels' counts of x ^ w0..w3 folded into 16 bytes: bytes 4c..4c+3 belong to channel c */
-#define {{ guard }}_FOLD(x) {{ prefix }}_padd8( \
-        {{ prefix }}_padd8(vcntq_u8(veorq_u8(x, w0)), vcntq_u8(veorq_u8(x, w1))), \
-        {{ prefix }}_padd8(vcntq_u8(veorq_u8(x, w2)), vcntq_u8(veorq_u8(x, w3))))
+#define IRNET_FOLD(x) irnet_padd8( \
+        irnet_padd8(vcntq_u8(veorq_u8(x, w0)), vcntq_u8(veorq_u8(x, w1))), \
+        irnet_padd8(vcntq_u8(veorq_u8(x, w2)), vcntq_u8(veorq_u8(x, w3))))
 /* a half step: x holds the pixel's last two words twice, h01 those of channels 0 and 1, h23 of 2 and 3 */
-#define {{ guard }}_HALF(x) {{ prefix }}_padd8(vcntq_u8(veorq_u8(x, h01)), vcntq_u8(veorq_u8(x, h23)))
+#define IRNET_HALF(x) irnet_padd8(vcntq_u8(veorq_u8(x, h01)), vcntq_u8(veorq_u8(x, h23)))
 /* a quarter step: x holds the pixel's last word four times, q the last word of each channel */
-#define {{ guard }}_QUARTER(x) vcntq_u8(veorq_u8(x, q))
+#define IRNET_QUARTER(x) vcntq_u8(veorq_u8(x, q))
 /* Two pixels' folds fold once more, so a 16-bit lane holds one pixel's channel outright: lanes 0-3 are the
  * first pixel's channels, lanes 4-7 the second's, and the sums need no final reduction. A byte then adds
  * 8 counts of at most 8 bits. */
-#define {{ guard }}_SET(M, acc, x, y) acc = vpaddlq_u8({{ prefix }}_padd8(M(x), M(y)))
-#define {{ guard }}_ADD(M, acc, x, y) acc = vpadalq_u8(acc, {{ prefix }}_padd8(M(x), M(y)))
-#define {{ guard }}_ALL(A, M, s) do { \
-        uint8x16x4_t v = {{ prefix }}_load4(s); \
+#define IRNET_SET(M, acc, x, y) acc = vpaddlq_u8(irnet_padd8(M(x), M(y)))
+#define IRNET_ADD(M, acc, x, y) acc = vpadalq_u8(acc, irnet_padd8(M(x), M(y)))
+#define IRNET_ALL(A, M, s) do { \
+        uint8x16x4_t v = irnet_load4(s); \
         A(M, a0, v.val[0], v.val[1]); \
         A(M, a1, v.val[2], v.val[3]); \
-        v = {{ prefix }}_load4((s) + 64); \
+        v = irnet_load4((s) + 64); \
         A(M, a2, v.val[0], v.val[1]); \
         A(M, a3, v.val[2], v.val[3]); \
-        v = {{ prefix }}_load4((s) + 128); \
+        v = irnet_load4((s) + 128); \
         A(M, a4, v.val[0], v.val[1]); \
         A(M, a5, v.val[2], v.val[3]); \
-        v = {{ prefix }}_load4((s) + 192); \
+        v = irnet_load4((s) + 192); \
         A(M, a6, v.val[0], v.val[1]); \
         A(M, a7, v.val[2], v.val[3]); \
     } while (0)
 
 /* Popcounts of 16 gathered pixels against one packed weight group wp of 4 rows (n words each, laid out as
- * {{ prefix }}_pack writes them): pop[j] lanes 0-3 are pixel 2j's four rows, lanes 4-7 pixel 2j+1's. With
+ * irnet_pack writes them): pop[j] lanes 0-3 are pixel 2j's four rows, lanes 4-7 pixel 2j+1's. With
  * half (the quarter step's word is one 16-bit tap) that step holds pixel pairs instead, see
- * {{ prefix }}_bconv_neon. */
-static inline void {{ prefix }}_block(const uint8_t *act, const uint8_t *wp, int n, int half, uint16x8_t pop[8])
+ * irnet_bconv_neon. */
+static inline void irnet_block(const uint8_t *act, const uint8_t *wp, int n, int half, uint16x8_t pop[8])
 {
     const int nf = n / 4;
     uint16x8_t a0, a1, a2, a3, a4, a5, a6, a7;
     int s;
     if (nf > 0) { /* the first step sets the accumulators */
-        const uint8x16x4_t wv = {{ prefix }}_load4(wp);
+        const uint8x16x4_t wv = irnet_load4(wp);
         const uint8x16_t w0 = wv.val[0], w1 = wv.val[1], w2 = wv.val[2], w3 = wv.val[3];
-        {{ guard }}_ALL({{ guard }}_SET, {{ guard }}_FOLD, act);
+        IRNET_ALL(IRNET_SET, IRNET_FOLD, act);
         act += 256;
         wp += 64;
     } else {
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vdupq_n_u16(0);
     }
     for (s = 1; s < nf; ++s) {
-        const uint8x16x4_t wv = {{ prefix }}_load4(wp);
+        const uint8x16x4_t wv = irnet_load4(wp);
         const uint8x16_t w0 = wv.val[0], w1 = wv.val[1], w2 = wv.val[2], w3 = wv.val[3];
-        {{ guard }}_ALL({{ guard }}_ADD, {{ guard }}_FOLD, act);
+        IRNET_ALL(IRNET_ADD, IRNET_FOLD, act);
         act += 256;
         wp += 64;
     }
     if (n & 2) {
         const uint8x16_t h01 = vld1q_u8(wp), h23 = vld1q_u8(wp + 16);
-        {{ guard }}_ALL({{ guard }}_ADD, {{ guard }}_HALF, act);
+        IRNET_ALL(IRNET_ADD, IRNET_HALF, act);
         act += 256;
         wp += 32;
     }
     if (n & 1) {
         const uint8x16_t q = vld1q_u8(wp);
         if (half) {
-            a0 = vpadalq_u8(a0, {{ guard }}_QUARTER(vld1q_u8(act)));
-            a1 = vpadalq_u8(a1, {{ guard }}_QUARTER(vld1q_u8(act + 16)));
-            a2 = vpadalq_u8(a2, {{ guard }}_QUARTER(vld1q_u8(act + 32)));
-            a3 = vpadalq_u8(a3, {{ guard }}_QUARTER(vld1q_u8(act + 48)));
-            a4 = vpadalq_u8(a4, {{ guard }}_QUARTER(vld1q_u8(act + 64)));
-            a5 = vpadalq_u8(a5, {{ guard }}_QUARTER(vld1q_u8(act + 80)));
-            a6 = vpadalq_u8(a6, {{ guard }}_QUARTER(vld1q_u8(act + 96)));
-            a7 = vpadalq_u8(a7, {{ guard }}_QUARTER(vld1q_u8(act + 112)));
+            a0 = vpadalq_u8(a0, IRNET_QUARTER(vld1q_u8(act)));
+            a1 = vpadalq_u8(a1, IRNET_QUARTER(vld1q_u8(act + 16)));
+            a2 = vpadalq_u8(a2, IRNET_QUARTER(vld1q_u8(act + 32)));
+            a3 = vpadalq_u8(a3, IRNET_QUARTER(vld1q_u8(act + 48)));
+            a4 = vpadalq_u8(a4, IRNET_QUARTER(vld1q_u8(act + 64)));
+            a5 = vpadalq_u8(a5, IRNET_QUARTER(vld1q_u8(act + 80)));
+            a6 = vpadalq_u8(a6, IRNET_QUARTER(vld1q_u8(act + 96)));
+            a7 = vpadalq_u8(a7, IRNET_QUARTER(vld1q_u8(act + 112)));
         } else {
-            {{ guard }}_ALL({{ guard }}_ADD, {{ guard }}_QUARTER, act);
+            IRNET_ALL(IRNET_ADD, IRNET_QUARTER, act);
         }
     }
     pop[0] = a0;
@@ -218,20 +218,29 @@ static inline void {{ prefix }}_block(const uint8_t *act, const uint8_t *wp, int
     pop[7] = a7;
 }
 
+
 #if defined(__aarch64__)
-/* y = acc * m; y = y + a, then the activation, on 4 channels: the operations of {{ prefix }}_activate, lane by
- * lane (aarch64 NEON float is IEEE, armv7's is not) */
-static inline float32x4_t {{ prefix }}_finish4(float32x4_t acc, float32x4_t m, float32x4_t a, int act)
+/* A float product that no compiler may fuse with the addition that follows (irnet_exact.h) */
+static inline float32x4_t irnet_mul4(float32x4_t a, float32x4_t b)
 {
-    const float32x4_t y = vaddq_f32(vmulq_f32(acc, m), a);
+    float32x4_t product = vmulq_f32(a, b);
+    IRNET_FENCE(product);
+    return product;
+}
+
+/* y = acc * m; y = y + a, then the activation, on 4 channels: the operations of irnet_activate, lane by
+ * lane (aarch64 NEON float is IEEE, armv7's is not) */
+static inline float32x4_t irnet_finish4(float32x4_t acc, float32x4_t m, float32x4_t a, int act)
+{
+    const float32x4_t y = vaddq_f32(irnet_mul4(acc, m), a);
     const float32x4_t one = vdupq_n_f32(1.0f), minus_one = vdupq_n_f32(-1.0f), zero = vdupq_n_f32(0.0f);
-    if (act == {{ guard }}_ACT_HARDTANH) { /* FMIN and FMAX return a NaN operand as it is, like the compares */
+    if (act == IRNET_ACT_HARDTANH) { /* FMIN and FMAX return a NaN operand as it is, like the compares */
         return vmaxq_f32(vminq_f32(y, one), minus_one);
     }
-    if (act == {{ guard }}_ACT_RELU) {
+    if (act == IRNET_ACT_RELU) {
         return vbslq_f32(vcgtq_f32(y, zero), y, zero);
     }
-    if (act == {{ guard }}_ACT_SIGN) {
+    if (act == IRNET_ACT_SIGN) {
         return vbslq_f32(vcltq_f32(y, zero), minus_one, one);
     }
     return y;
@@ -241,7 +250,7 @@ static inline float32x4_t {{ prefix }}_finish4(float32x4_t acc, float32x4_t m, f
  * in the high half), finished and stored dp[p] bytes past o. The widening subtract of the 16-bit operands
  * (both below 2^16), modulo 2^32, is the signed dot. Called with a constant act: with act known only at run
  * time GCC computes all 16 vectors ahead of the activation's branch and spills the addresses. */
-static inline void {{ prefix }}_store16(char *o, const int *dp, const uint16x8_t pop[8], const uint16x8_t bd[8],
+static inline void irnet_store16(char *o, const int *dp, const uint16x8_t pop[8], const uint16x8_t bd[8],
     float32x4_t m, float32x4_t a, int act)
 {
     int j;
@@ -250,15 +259,15 @@ static inline void {{ prefix }}_store16(char *o, const int *dp, const uint16x8_t
         const uint16x8_t p2 = vshlq_n_u16(pop[j], 1);
         const int32x4_t lo = vreinterpretq_s32_u32(vsubl_u16(vget_low_u16(bd[j]), vget_low_u16(p2)));
         const int32x4_t hi = vreinterpretq_s32_u32(vsubl_high_u16(bd[j], p2));
-        vst1q_f32((float *)(o + dp[2 * j]), {{ prefix }}_finish4(vcvtq_f32_s32(lo), m, a, act));
-        vst1q_f32((float *)(o + dp[2 * j + 1]), {{ prefix }}_finish4(vcvtq_f32_s32(hi), m, a, act));
+        vst1q_f32((float *)(o + dp[2 * j]), irnet_finish4(vcvtq_f32_s32(lo), m, a, act));
+        vst1q_f32((float *)(o + dp[2 * j + 1]), irnet_finish4(vcvtq_f32_s32(hi), m, a, act));
     }
 }
 #endif
 
 /* distinct (first, end) ranges of present taps along one axis, in output order; the outputs sharing a range
  * are consecutive, from start[i] to start[i + 1] */
-static int {{ prefix }}_tap_ranges(int n_out, int size, int k, int stride, int pad, int *start, int *first, int *end)
+static int irnet_tap_ranges(int n_out, int size, int k, int stride, int pad, int *start, int *first, int *end)
 {
     int o, n = 0;
     for (o = 0; o < n_out; ++o) {
@@ -280,7 +289,7 @@ static int {{ prefix }}_tap_ranges(int n_out, int size, int k, int stride, int p
  * output: the g-th of the G groups of output word w holds channels 32w + g + Gc (G = 8 but in a last word of
  * up to 28 channels), so that each group's bit can be shifted into the top of a 16-bit lane and, once the 8
  * groups of a word are in, the lane's high byte is byte c of the word. Float output: channels in order. */
-static inline int {{ prefix }}_slot_channel(int s, int cout, int bits)
+static inline int irnet_slot_channel(int s, int cout, int bits)
 {
     const int left = cout - s / 32 * 32;
     const int gw = left < 29 ? (left + 3) / 4 : 8;
@@ -289,28 +298,28 @@ static inline int {{ prefix }}_slot_channel(int s, int cout, int bits)
 }
 
 /* the weight rows of group g; an empty slot takes the last channel's row (its results are dropped) */
-static inline void {{ prefix }}_rows(const uint32_t *weight, int n, int cout, int bits, int g, const uint32_t *wr[4])
+static inline void irnet_rows(const uint32_t *weight, int n, int cout, int bits, int g, const uint32_t *wr[4])
 {
     int c;
     for (c = 0; c < 4; ++c) {
-        const int ch = {{ prefix }}_slot_channel(4 * g + c, cout, bits);
+        const int ch = irnet_slot_channel(4 * g + c, cout, bits);
         wr[c] = weight + (ch >= 0 ? ch : cout - 1) * n;
     }
 }
 
-/* Groups [g0, g1) as {{ prefix }}_block reads them, 4n words each: per full step the 4 rows' next 4 words, then
+/* Groups [g0, g1) as irnet_block reads them, 4n words each: per full step the 4 rows' next 4 words, then
  * the last 2 words of rows 0, 1, 2, 3 (the half step's pairs), then the last word of each row. Weight rows
  * are rn words long; with taps (not null) stream word j is tap taps[2j] | tap taps[2j + 1] << 16 (none if
  * negative), as the activation stream pairs them; with half the last word is one such tap, see
- * {{ prefix }}_block. */
-static void {{ prefix }}_pack(const uint32_t *weight, int rn, int n, const int *taps, int half, int cout, int bits,
+ * irnet_block. */
+static void irnet_pack(const uint32_t *weight, int rn, int n, const int *taps, int half, int cout, int bits,
     int g0, int g1, uint32_t *dst)
 {
     uint32_t rows4[taps != 0 ? 4 * n : 1];
     int g, s, c;
     for (g = g0; g < g1; ++g) {
         const uint32_t *wr[4];
-        {{ prefix }}_rows(weight, rn, cout, bits, g, wr);
+        irnet_rows(weight, rn, cout, bits, g, wr);
         if (taps != 0) {
             for (c = 0; c < 4; ++c) {
                 for (s = 0; s < n; ++s) {
@@ -347,11 +356,11 @@ static void {{ prefix }}_pack(const uint32_t *weight, int rn, int n, const int *
 }
 
 /* per pixel pair j, the bounds of channel slots co..co+3: one border class, or each pixel's own */
-#define {{ guard }}_UNIFORM_BOUND(j) bnd
-#define {{ guard }}_CLASS_BOUND(j) vcombine_u16(vld1_u16(pb[2 * (j)] + co), vld1_u16(pb[2 * (j) + 1] + co))
+#define IRNET_UNIFORM_BOUND(j) bnd
+#define IRNET_CLASS_BOUND(j) vcombine_u16(vld1_u16(pb[2 * (j)] + co), vld1_u16(pb[2 * (j) + 1] + co))
 /* Bits output: the compare masks of pixel pairs 2i and 2i + 1 narrow to the bytes of pixels 4i..4i+3, the
  * new bit (pop >= bound) enters each byte at the top and the earlier groups' bits move down */
-#define {{ guard }}_SHIFT_IN(B) do { \
+#define IRNET_SHIFT_IN(B) do { \
         int i_; \
         _Pragma("GCC unroll 4") \
         for (i_ = 0; i_ < 4; ++i_) { \
@@ -360,10 +369,13 @@ static void {{ prefix }}_pack(const uint32_t *weight, int rn, int n, const int *
         } \
     } while (0)
 
-void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const uint32_t *weight, int cout, int k,
-    int stride, int pad, int pad_one, int ho, int wo, const int32_t *threshold, const float *mult,
-    const float *add, int act, uint32_t *out_bits, float *out_f32)
+void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, pad_one = prm->pad_one, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const uint32_t *weight = prm->weight;
+    const int32_t *threshold = prm->threshold;
+    const float *mult = prm->mult, *add = prm->add;
     const int words = (cin + 31) / 32;
     const int out_words = (cout + 31) / 32;
     const int rn = k * k * words;
@@ -385,24 +397,23 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
     const int groups = bits ? 8 * (out_words - 1) + (last < 29 ? (last + 3) / 4 : 8) : (cout + 3) / 4;
     const int slots = 4 * groups;
     const int ss = (slots + 7) / 8 * 8; /* the length of a row of tables, whole 8-lane vectors */
-    /* groups packed at a time, whole output words, about {{ guard }}_PACK_BYTES of stack */
-    const int chunk = {{ guard }}_PACK_BYTES / (16 * n) / 8 * 8 > 8 ? {{ guard }}_PACK_BYTES / (16 * n) / 8 * 8 : 8;
+    /* groups packed at a time, whole output words, about IRNET_PACK_BYTES of stack */
+    const int chunk = IRNET_PACK_BYTES / (16 * n) / 8 * 8 > 8 ? IRNET_PACK_BYTES / (16 * n) / 8 * 8 : 8;
     const int pixels = ho * wo;
-    const int blocks = (pixels + {{ guard }}_PX - 1) / {{ guard }}_PX;
+    const int blocks = (pixels + IRNET_PX - 1) / IRNET_PX;
     const int zero_pad = pad > 0 && !pad_one;
     int rs[ho + 1], cs[wo + 1], ky0[ho], ky1[ho], kx0[wo], kx1[wo];
     /* per pixel in block order: the byte offset of its first input word, its output (bits: the word index;
      * float: the byte offset, which a vector store adds as it is), its border class's bounds */
-    int first[blocks * {{ guard }}_PX + 3], dest[blocks * {{ guard }}_PX + 3], klass[blocks * {{ guard }}_PX + 3];
+    int first[blocks * IRNET_PX + 3], dest[blocks * IRNET_PX + 3], klass[blocks * IRNET_PX + 3];
     int off[4 * steps], woff[n], taps[2 * n];
     const int plane = (h + 2 * pad) * pw * words;
     uint32_t padded[pad > 0 || paired ? (paired ? 3 : 1) * plane : 1];
     uint32_t wpack[4 * n * (chunk < groups ? chunk : groups)];
     const uint32_t *src = in;
     int nrc = 1, ncc = 1, b, i, g0;
-    if (k * k * cin > {{ guard }}_MAX_BITS) {
-        {{ prefix }}_bconv(in, h, w, cin, weight, cout, k, stride, pad, pad_one, ho, wo, threshold, mult, add, act,
-            out_bits, out_f32);
+    if (k * k * cin > IRNET_MAX_BITS) {
+        irnet_bconv(prm, in, out_bits, out_f32);
         return;
     }
     if (pad > 0 || paired) {
@@ -430,8 +441,8 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
         }
     }
     if (zero_pad) {
-        nrc = {{ prefix }}_tap_ranges(ho, h, k, stride, pad, rs, ky0, ky1);
-        ncc = {{ prefix }}_tap_ranges(wo, w, k, stride, pad, cs, kx0, kx1);
+        nrc = irnet_tap_ranges(ho, h, k, stride, pad, rs, ky0, ky1);
+        ncc = irnet_tap_ranges(wo, w, k, stride, pad, cs, kx0, kx1);
     } else {
         rs[0] = cs[0] = 0;
         rs[1] = ho;
@@ -466,8 +477,8 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
                 }
             }
         }
-        for (; at < blocks * {{ guard }}_PX; ++at) {
-            const int at0 = at / {{ guard }}_PX * {{ guard }}_PX;
+        for (; at < blocks * IRNET_PX; ++at) {
+            const int at0 = at / IRNET_PX * IRNET_PX;
             first[at] = first[at0];
             dest[at] = dest[at0];
             klass[at] = klass[at0];
@@ -512,10 +523,10 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
         if (zero_pad) {
             for (g = 0; g < ss / 4; ++g) {
                 const uint32_t *wr[4];
-                {{ prefix }}_rows(weight, rn, cout, bits, g, wr);
+                irnet_rows(weight, rn, cout, bits, g, wr);
                 for (t = 0; t < k * k; t += 2) {
-                    const uint16x8_t a = {{ prefix }}_row_pops(wr, t * words, words);
-                    const uint16x8_t v = {{ prefix }}_padd16(a, t + 1 < k * k ? {{ prefix }}_row_pops(wr, (t + 1) * words, words) : a);
+                    const uint16x8_t a = irnet_row_pops(wr, t * words, words);
+                    const uint16x8_t v = irnet_padd16(a, t + 1 < k * k ? irnet_row_pops(wr, (t + 1) * words, words) : a);
                     vst1_u16(tap_pops + t * ss + 4 * g, vget_low_u16(v));
                     if (t + 1 < k * k) {
                         vst1_u16(tap_pops + (t + 1) * ss + 4 * g, vget_high_u16(v));
@@ -526,7 +537,7 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
         for (i = 0; bits && i < ss; ++i) {
             /* 2 - threshold; thresholds beyond +-32767 act as +-32768 on dots within +-32766; an empty slot
              * never sets */
-            const int ch = i < slots ? {{ prefix }}_slot_channel(i, cout, bits) : -1;
+            const int ch = i < slots ? irnet_slot_channel(i, cout, bits) : -1;
             const int32_t tv = ch >= 0 ? threshold[ch] : -32768;
             bias[i] = 2 - (tv < -32768 ? -32768 : tv > 32767 ? 32767 : tv);
         }
@@ -559,17 +570,17 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
         }
         for (g0 = 0; g0 < groups; g0 += chunk) {
             const int g1 = g0 + chunk < groups ? g0 + chunk : groups;
-            {{ prefix }}_pack(weight, rn, n, paired ? taps : 0, half, cout, bits, g0, g1, wpack);
+            irnet_pack(weight, rn, n, paired ? taps : 0, half, cout, bits, g0, g1, wpack);
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
             for (b = 0; b < blocks; ++b) {
-                uint8x16_t buf[{{ guard }}_PX * steps];
-                const int pix0 = b * {{ guard }}_PX;
-                const int np = pixels - pix0 < {{ guard }}_PX ? pixels - pix0 : {{ guard }}_PX;
+                uint8x16_t buf[IRNET_PX * steps];
+                const int pix0 = b * IRNET_PX;
+                const int np = pixels - pix0 < IRNET_PX ? pixels - pix0 : IRNET_PX;
                 const int *kp = klass + pix0, *dp = dest + pix0;
                 const int uniform = kp[0] == kp[np - 1];
-                const uint16_t *pb[{{ guard }}_PX];
+                const uint16_t *pb[IRNET_PX];
                 /* bits output: the current output word of each pixel, pixels 4i..4i+3 in m[i], a bit per group
                  * shifted in */
                 uint16x8_t pop[8];
@@ -581,40 +592,40 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
                     /* a pixel's words lie fp[p] bytes past these */
                     const char *const s0 = (const char *)(src + o[0]), *const s1 = (const char *)(src + o[1]);
                     const char *const s2 = (const char *)(src + o[2]), *const s3 = (const char *)(src + o[3]);
-                    uint8x16_t *dst = buf + {{ guard }}_PX * s;
+                    uint8x16_t *dst = buf + IRNET_PX * s;
                     if (half && s == steps - 1) {
 #pragma GCC unroll 8
-                        for (p = 0; p < {{ guard }}_PX; p += 2) {
+                        for (p = 0; p < IRNET_PX; p += 2) {
                             const uint32x4_t v = vcombine_u32(vld1_dup_u32((const uint32_t *)(s0 + fp[p])),
                                 vld1_dup_u32((const uint32_t *)(s0 + fp[p + 1])));
                             dst[p / 2] = vreinterpretq_u8_u32(vsliq_n_u32(v, v, 16));
                         }
                     } else if (o[3] - o[0] == 3) {
 #pragma GCC unroll 16
-                        for (p = 0; p < {{ guard }}_PX; ++p) {
+                        for (p = 0; p < IRNET_PX; ++p) {
                             dst[p] = vld1q_u8((const uint8_t *)(s0 + fp[p]));
                         }
                     } else if (o[2] - o[0] == 2 && o[1] - o[0] == 1) {
                         /* a kernel row of 3 words and one more: the fourth word read is within the pixel's
                          * window (offsets increase) or within the paired images */
 #pragma GCC unroll 16
-                        for (p = 0; p < {{ guard }}_PX; ++p) {
+                        for (p = 0; p < IRNET_PX; ++p) {
                             dst[p] = vreinterpretq_u8_u32(vld1q_lane_u32((const uint32_t *)(s3 + fp[p]),
                                 vld1q_u32((const uint32_t *)(s0 + fp[p])), 3));
                         }
                     } else if (o[0] == o[3]) {
 #pragma GCC unroll 16
-                        for (p = 0; p < {{ guard }}_PX; ++p) {
+                        for (p = 0; p < IRNET_PX; ++p) {
                             dst[p] = vreinterpretq_u8_u32(vld1q_dup_u32((const uint32_t *)(s0 + fp[p])));
                         }
                     } else if (o[1] - o[0] == 1 && o[3] - o[2] == 1) {
 #pragma GCC unroll 16
-                        for (p = 0; p < {{ guard }}_PX; ++p) {
+                        for (p = 0; p < IRNET_PX; ++p) {
                             dst[p] = vcombine_u8(vld1_u8((const uint8_t *)(s0 + fp[p])),
                                 vld1_u8((const uint8_t *)(s2 + fp[p])));
                         }
                     } else {
-                        for (p = 0; p < {{ guard }}_PX; ++p) {
+                        for (p = 0; p < IRNET_PX; ++p) {
                             uint32x4_t v = vld1q_dup_u32((const uint32_t *)(s0 + fp[p]));
                             v = vld1q_lane_u32((const uint32_t *)(s1 + fp[p]), v, 1);
                             v = vld1q_lane_u32((const uint32_t *)(s2 + fp[p]), v, 2);
@@ -623,7 +634,7 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
                         }
                     }
                 }
-                for (p = 0; p < {{ guard }}_PX; ++p) {
+                for (p = 0; p < IRNET_PX; ++p) {
                     pb[p] = bound + kp[p];
                 }
                 for (j = 0; j < 4; ++j) {
@@ -631,16 +642,16 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
                 }
                 for (g = g0; g < g1; ++g) {
                     const int co = 4 * g;
-                    {{ prefix }}_block((const uint8_t *)buf, (const uint8_t *)(wpack + (g - g0) * 4 * n), n, half, pop);
+                    irnet_block((const uint8_t *)buf, (const uint8_t *)(wpack + (g - g0) * 4 * n), n, half, pop);
                     if (bits) {
                         const int ng = g1 - (g & ~7) < 8 ? g1 - (g & ~7) : 8;
-                        uint32_t word[{{ guard }}_PX];
+                        uint32_t word[IRNET_PX];
                         if (uniform) {
                             const uint16x4_t v = vld1_u16(pb[0] + co);
                             const uint16x8_t bnd = vcombine_u16(v, v);
-                            {{ guard }}_SHIFT_IN({{ guard }}_UNIFORM_BOUND);
+                            IRNET_SHIFT_IN(IRNET_UNIFORM_BOUND);
                         } else {
-                            {{ guard }}_SHIFT_IN({{ guard }}_CLASS_BOUND);
+                            IRNET_SHIFT_IN(IRNET_CLASS_BOUND);
                         }
                         if ((g & 7) != ng - 1) {
                             continue;
@@ -655,15 +666,15 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
                             const int32x4_t sh = vsubq_s32(vmulq_n_s32(vld1q_s32(lanes), ng), vdupq_n_s32(8));
                             for (j = 0; j < 4; ++j) {
                                 const uint16x8_t lo = vmovl_u8(vget_low_u8(m[j])), hi = vmovl_u8(vget_high_u8(m[j]));
-                                vst1q_u32(word + 4 * j, {{ prefix }}_padd32(
-                                    {{ prefix }}_padd32(vshlq_u32(vmovl_u16(vget_low_u16(lo)), sh),
+                                vst1q_u32(word + 4 * j, irnet_padd32(
+                                    irnet_padd32(vshlq_u32(vmovl_u16(vget_low_u16(lo)), sh),
                                         vshlq_u32(vmovl_u16(vget_high_u16(lo)), sh)),
-                                    {{ prefix }}_padd32(vshlq_u32(vmovl_u16(vget_low_u16(hi)), sh),
+                                    irnet_padd32(vshlq_u32(vmovl_u16(vget_low_u16(hi)), sh),
                                         vshlq_u32(vmovl_u16(vget_high_u16(hi)), sh))));
                             }
                         }
 #pragma GCC unroll 16
-                        for (p = 0; p < {{ guard }}_PX; ++p) {
+                        for (p = 0; p < IRNET_PX; ++p) {
                             out_bits[dp[p] + g / 8] = word[p];
                         }
                         for (j = 0; j < 4; ++j) { /* a short word needs zeros below its bits */
@@ -680,21 +691,21 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
                         } else {
 #pragma GCC unroll 8
                             for (j = 0; j < 8; ++j) {
-                                bd[j] = {{ guard }}_CLASS_BOUND(j);
+                                bd[j] = IRNET_CLASS_BOUND(j);
                             }
                         }
 #if defined(__aarch64__)
                         if (co + 4 <= cout) {
                             const float32x4_t mv = vld1q_f32(mult + co), av = vld1q_f32(add + co);
                             char *const o = (char *)(out_f32 + co);
-                            if (act == {{ guard }}_ACT_HARDTANH) {
-                                {{ prefix }}_store16(o, dp, pop, bd, mv, av, {{ guard }}_ACT_HARDTANH);
-                            } else if (act == {{ guard }}_ACT_RELU) {
-                                {{ prefix }}_store16(o, dp, pop, bd, mv, av, {{ guard }}_ACT_RELU);
-                            } else if (act == {{ guard }}_ACT_SIGN) {
-                                {{ prefix }}_store16(o, dp, pop, bd, mv, av, {{ guard }}_ACT_SIGN);
+                            if (act == IRNET_ACT_HARDTANH) {
+                                irnet_store16(o, dp, pop, bd, mv, av, IRNET_ACT_HARDTANH);
+                            } else if (act == IRNET_ACT_RELU) {
+                                irnet_store16(o, dp, pop, bd, mv, av, IRNET_ACT_RELU);
+                            } else if (act == IRNET_ACT_SIGN) {
+                                irnet_store16(o, dp, pop, bd, mv, av, IRNET_ACT_SIGN);
                             } else {
-                                {{ prefix }}_store16(o, dp, pop, bd, mv, av, act);
+                                irnet_store16(o, dp, pop, bd, mv, av, act);
                             }
                         } else
 #endif
@@ -709,8 +720,9 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
                                 float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
                                 for (c = 0; c < 4 && co + c < cout; ++c) {
                                     float y = (float)dot[4 * p + c] * mult[co + c];
+                                    IRNET_FENCE(y);
                                     y = y + add[co + c];
-                                    y_out[c] = {{ prefix }}_activate(y, act);
+                                    y_out[c] = irnet_activate(y, act);
                                 }
                             }
                         }
@@ -726,12 +738,13 @@ void {{ prefix }}_bconv_neon(const uint32_t *in, int h, int w, int cin, const ui
 #endif
 
 /* Float convolution, weights [kh][kw][Cin][Cout]: every output channel sums x * w over ky, kx, ci in the order
- * of {{ prefix }}_conv_f32, one multiply and one add per term. aarch64 keeps 16 channels in 4 vectors (the
+ * of irnet_conv_f32, one multiply and one add per term. aarch64 keeps 16 channels in 4 vectors (the
  * last 1-3 channels go through the scalar loop); armv7 uses the scalar loop for all. */
-void {{ prefix }}_conv_f32_neon(const float *in, int h, int w, int cin, const float *weight, int cout, int k,
-    int stride, int pad, int ho, int wo, const float *mult, const float *add, int act, uint32_t *out_bits,
-    float *out_f32)
+void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
     int oy;
 #if defined(_OPENMP)
@@ -765,16 +778,16 @@ void {{ prefix }}_conv_f32_neon(const float *in, int h, int w, int cin, const fl
                             for (ci = 0; ci < cin; ++ci) {
                                 const float32x4_t x = vld1q_dup_f32(xt + ci);
                                 const float32x4x4_t wv = vld1q_f32_x4(wt + ci * cout);
-                                acc[0] = vaddq_f32(acc[0], vmulq_f32(x, wv.val[0]));
-                                acc[1] = vaddq_f32(acc[1], vmulq_f32(x, wv.val[1]));
-                                acc[2] = vaddq_f32(acc[2], vmulq_f32(x, wv.val[2]));
-                                acc[3] = vaddq_f32(acc[3], vmulq_f32(x, wv.val[3]));
+                                acc[0] = vaddq_f32(acc[0], irnet_mul4(x, wv.val[0]));
+                                acc[1] = vaddq_f32(acc[1], irnet_mul4(x, wv.val[1]));
+                                acc[2] = vaddq_f32(acc[2], irnet_mul4(x, wv.val[2]));
+                                acc[3] = vaddq_f32(acc[3], irnet_mul4(x, wv.val[3]));
                             }
                         } else {
                             for (ci = 0; ci < cin; ++ci) {
                                 const float32x4_t x = vld1q_dup_f32(xt + ci);
                                 for (j = 0; j < nv; ++j) {
-                                    acc[j] = vaddq_f32(acc[j], vmulq_f32(x, vld1q_f32(wt + ci * cout + 4 * j)));
+                                    acc[j] = vaddq_f32(acc[j], irnet_mul4(x, vld1q_f32(wt + ci * cout + 4 * j)));
                                 }
                             }
                         }
@@ -784,12 +797,12 @@ void {{ prefix }}_conv_f32_neon(const float *in, int h, int w, int cin, const fl
                     const int c = co + 4 * j;
                     if (bits != 0) {
                         static const uint32_t bit_values[4] = {1, 2, 4, 8};
-                        const float32x4_t y = vaddq_f32(vmulq_f32(acc[j], vld1q_f32(mult + c)), vld1q_f32(add + c));
+                        const float32x4_t y = vaddq_f32(irnet_mul4(acc[j], vld1q_f32(mult + c)), vld1q_f32(add + c));
                         const uint32x4_t m = vandq_u32(vcltq_f32(y, vdupq_n_f32(0.0f)), vld1q_u32(bit_values));
                         bits[c / 32] |= vaddvq_u32(m) << (c & 31);
                     } else {
                         vst1q_f32(outs + c,
-                            {{ prefix }}_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
+                            irnet_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
                     }
                 }
                 co += 4 * nv;
@@ -803,18 +816,25 @@ void {{ prefix }}_conv_f32_neon(const float *in, int h, int w, int cin, const fl
                         const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
                         const float *wt = weight + ((ky * k + kx) * cin) * cout + co;
                         for (ci = 0; ci < cin; ++ci) {
-                            acc = acc + xt[ci] * wt[ci * cout];
+                            float product = xt[ci] * wt[ci * cout];
+                            IRNET_FENCE(product);
+                            acc = acc + product;
                         }
                     }
                 }
                 y = acc * mult[co];
+                IRNET_FENCE(y);
                 y = y + add[co];
                 if (bits != 0) {
                     bits[co / 32] |= (uint32_t)(y < 0.0f) << (co & 31);
                 } else {
-                    outs[co] = {{ prefix }}_activate(y, act);
+                    outs[co] = irnet_activate(y, act);
                 }
             }
         }
     }
 }
+
+#else
+typedef int irnet_kernels_neon_unused; /* ISO C wants at least one declaration */
+#endif

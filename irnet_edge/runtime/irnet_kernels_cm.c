@@ -1,6 +1,5 @@
-{{ banner }}
-/* Cortex-M binary convolution for {{ prefix }}: the same arithmetic as {{ prefix }}_bconv in
- * {{ prefix }}_kernels.c (its oracle), restructured for speed:
+/* irnet-edge runtime, Cortex-M kernels (compiled to nothing elsewhere). Binary convolution: the same
+ * arithmetic as irnet_bconv in irnet_kernels.c (its oracle), restructured for speed:
  *  - a window whose taps are whole kernel rows (the interior, top and bottom borders, any +1-padded one) is
  *    gathered once into a stack buffer and matches one contiguous stretch of each channel's weights, so
  *    every channel is one straight run of XORs; other windows run row by row from the input;
@@ -10,10 +9,12 @@
  *    (SWAR to nibble counts, the two words' nibbles added, bytes summed with a multiply);
  *  - on Helium (Cortex-M55) four words per vector step, tail-predicated;
  *  - with the DSP extension, 3x3 kernels over at most 16 input channels take their own path
- *    ({{ prefix }}_bconv_h3): each tap in both halves of a word, two channels' weights per word, chunks of 16
+ *    (irnet_bconv_h3): each tap in both halves of a word, two channels' weights per word, chunks of 16
  *    output channels, border windows read zeros from a strip and are corrected through their thresholds.
  * Never calls libgcc's popcount. */
-#include "{{ prefix }}_kernels.h"
+#include "irnet_internal.h"
+
+#if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
 
 #include <stdint.h>
 #if defined(__ARM_FEATURE_SIMD32)
@@ -24,7 +25,7 @@
 #endif
 
 /* popcount(a) + popcount(b) */
-static inline int32_t {{ prefix }}_pop2(uint32_t a, uint32_t b)
+static inline int32_t irnet_pop2(uint32_t a, uint32_t b)
 {
     a = a - ((a >> 1) & 0x55555555u);
     b = b - ((b >> 1) & 0x55555555u);
@@ -39,15 +40,15 @@ static inline int32_t {{ prefix }}_pop2(uint32_t a, uint32_t b)
 #endif
 }
 
-static inline int32_t {{ prefix }}_pop1(uint32_t a)
+static inline int32_t irnet_pop1(uint32_t a)
 {
-    return {{ prefix }}_pop2(a, 0u);
+    return irnet_pop2(a, 0u);
 }
 
 #if defined(__ARM_FEATURE_MVE)
 /* Helium: 128 bits per step, tail-predicated loads (lanes past n read as 0 and XOR to 0), SWAR down to
  * byte counts (at most 8 per byte), and one VADDVA per step and channel adds the 16 bytes. */
-static inline uint8x16_t {{ prefix }}_bytes_mve(uint32x4_t v)
+static inline uint8x16_t irnet_bytes_mve(uint32x4_t v)
 {
     v = vsubq_u32(v, vandq_u32(vshrq_n_u32(v, 1), vdupq_n_u32(0x55555555u)));
     v = vaddq_u32(vandq_u32(v, vdupq_n_u32(0x33333333u)), vandq_u32(vshrq_n_u32(v, 2), vdupq_n_u32(0x33333333u)));
@@ -55,7 +56,7 @@ static inline uint8x16_t {{ prefix }}_bytes_mve(uint32x4_t v)
     return vreinterpretq_u8_u32(v);
 }
 
-static inline void {{ prefix }}_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
+static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
     int32_t *pop0, int32_t *pop1)
 {
     uint32_t p0 = 0u, p1 = 0u;
@@ -63,8 +64,8 @@ static inline void {{ prefix }}_run2(const uint32_t *x, const uint32_t *w0, cons
     for (i = 0; i < n; i += 4) {
         const mve_pred16_t lanes = vctp32q((uint32_t)(n - i));
         const uint32x4_t xv = vldrwq_z_u32(x + i, lanes);
-        p0 = vaddvaq_u8(p0, {{ prefix }}_bytes_mve(veorq_u32(xv, vldrwq_z_u32(w0 + i, lanes))));
-        p1 = vaddvaq_u8(p1, {{ prefix }}_bytes_mve(veorq_u32(xv, vldrwq_z_u32(w1 + i, lanes))));
+        p0 = vaddvaq_u8(p0, irnet_bytes_mve(veorq_u32(xv, vldrwq_z_u32(w0 + i, lanes))));
+        p1 = vaddvaq_u8(p1, irnet_bytes_mve(veorq_u32(xv, vldrwq_z_u32(w1 + i, lanes))));
     }
     *pop0 += (int32_t)p0;
     *pop1 += (int32_t)p1;
@@ -77,72 +78,72 @@ static inline void {{ prefix }}_run2(const uint32_t *x, const uint32_t *w0, cons
  * no zero register and no second accumulator are needed. The masks are Thumb-2 immediates, the
  * activation words stay in r4-r6 for the second channel, and LDM needs ascending registers, hence the
  * fixed register assignment. */
-#define {{ guard }}_CM_NIBBLES3(A, B, C, T) \
+#define IRNET_CM_NIBBLES3(A, B, C, T) \
     "eor " A ", " A ", r4\n\t" "eor " B ", " B ", r5\n\t" "eor " C ", " C ", r6\n\t" \
     "eor " T ", " A ", " B "\n\t" "and " A ", " A ", " B "\n\t" "eor " B ", " T ", " C "\n\t" \
     "and " T ", " T ", " C "\n\t" "orr " A ", " A ", " T "\n\t" \
-    {{ guard }}_CM_PAIRS(B, T) {{ guard }}_CM_PAIRS(A, T) \
-    {{ guard }}_CM_QUADS(B, T) {{ guard }}_CM_QUADS(A, T) \
+    IRNET_CM_PAIRS(B, T) IRNET_CM_PAIRS(A, T) \
+    IRNET_CM_QUADS(B, T) IRNET_CM_QUADS(A, T) \
     "add " B ", " B ", " A ", lsl #1\n\t"
 /* 2-bit counts */
-#define {{ guard }}_CM_PAIRS(V, T) "and " T ", " V ", #0xAAAAAAAA\n\t" "sub " V ", " V ", " T ", lsr #1\n\t"
+#define IRNET_CM_PAIRS(V, T) "and " T ", " V ", #0xAAAAAAAA\n\t" "sub " V ", " V ", " T ", lsr #1\n\t"
 /* 4-bit counts */
-#define {{ guard }}_CM_QUADS(V, T) \
+#define IRNET_CM_QUADS(V, T) \
     "and " T ", " V ", #0xCCCCCCCC\n\t" "and " V ", " V ", #0x33333333\n\t" "add " V ", " V ", " T ", lsr #2\n\t"
 /* acc += sum over the eight nibbles of V */
-#define {{ guard }}_CM_ADD_NIBBLES(ACC, V, T) \
+#define IRNET_CM_ADD_NIBBLES(ACC, V, T) \
     "and " T ", " V ", #0xF0F0F0F0\n\t" "sub " T ", " T ", " T ", lsr #4\n\t" \
     "usada8 " ACC ", " V ", " T ", " ACC "\n\t"
 
 /* The loop over n contiguous words of x against w0 (r1) and w1 (r2): three-word steps two at a time, one
  * more step, then a tail of one or two words. In: r0 = x, r3 = n; ADD(acc, nibbles, temp) adds the counts
  * to r12 and lr. */
-#define {{ guard }}_CM_STEP(ADD) \
+#define IRNET_CM_STEP(ADD) \
     "ldm r0!, {r4, r5, r6}\n\t" \
     "ldm r1!, {r8, r9, r10}\n\t" \
-    {{ guard }}_CM_NIBBLES3("r8", "r9", "r10", "r11") \
+    IRNET_CM_NIBBLES3("r8", "r9", "r10", "r11") \
     ADD("r12", "r9", "r11") \
     "ldm r2!, {r8, r9, r10}\n\t" \
-    {{ guard }}_CM_NIBBLES3("r8", "r9", "r10", "r11") \
+    IRNET_CM_NIBBLES3("r8", "r9", "r10", "r11") \
     ADD("lr", "r9", "r11")
-#define {{ guard }}_CM_TWO(W, ACC, ADD) \
+#define IRNET_CM_TWO(W, ACC, ADD) \
     "ldm " W "!, {r8, r9}\n\t" \
     "eor r8, r8, r4\n\t" "eor r9, r9, r5\n\t" \
-    {{ guard }}_CM_PAIRS("r8", "r11") {{ guard }}_CM_PAIRS("r9", "r11") \
-    {{ guard }}_CM_QUADS("r8", "r11") {{ guard }}_CM_QUADS("r9", "r11") \
+    IRNET_CM_PAIRS("r8", "r11") IRNET_CM_PAIRS("r9", "r11") \
+    IRNET_CM_QUADS("r8", "r11") IRNET_CM_QUADS("r9", "r11") \
     "add r8, r8, r9\n\t" \
     ADD(ACC, "r8", "r11")
-#define {{ guard }}_CM_ONE(W, ACC, ADD) \
+#define IRNET_CM_ONE(W, ACC, ADD) \
     "ldr r8, [" W "], #4\n\t" \
     "eor r8, r8, r4\n\t" \
-    {{ guard }}_CM_PAIRS("r8", "r11") {{ guard }}_CM_QUADS("r8", "r11") \
+    IRNET_CM_PAIRS("r8", "r11") IRNET_CM_QUADS("r8", "r11") \
     ADD(ACC, "r8", "r11")
-#define {{ guard }}_CM_RUN(ADD) \
+#define IRNET_CM_RUN(ADD) \
     "subs r3, r3, #6\n\t" \
     "blt 2f\n" \
     "1:\n\t" \
-    {{ guard }}_CM_STEP(ADD) {{ guard }}_CM_STEP(ADD) \
+    IRNET_CM_STEP(ADD) IRNET_CM_STEP(ADD) \
     "subs r3, r3, #6\n\t" \
     "bge 1b\n" \
     "2:\n\t" \
     "adds r3, r3, #3\n\t" \
     "blt 3f\n\t" \
-    {{ guard }}_CM_STEP(ADD) \
+    IRNET_CM_STEP(ADD) \
     "subs r3, r3, #3\n" \
     "3:\n\t" \
     "adds r3, r3, #2\n\t" /* words left - 1 */ \
     "blt 5f\n\t" \
     "beq 4f\n\t" \
     "ldm r0!, {r4, r5}\n\t" \
-    {{ guard }}_CM_TWO("r1", "r12", ADD) {{ guard }}_CM_TWO("r2", "lr", ADD) \
+    IRNET_CM_TWO("r1", "r12", ADD) IRNET_CM_TWO("r2", "lr", ADD) \
     "b 5f\n" \
     "4:\n\t" \
     "ldr r4, [r0], #4\n\t" \
-    {{ guard }}_CM_ONE("r1", "r12", ADD) {{ guard }}_CM_ONE("r2", "lr", ADD) \
+    IRNET_CM_ONE("r1", "r12", ADD) IRNET_CM_ONE("r2", "lr", ADD) \
     "5:\n\t"
 
 /* popcounts of x ^ w0 and x ^ w1 over n contiguous words, added to *pop0 and *pop1 */
-static inline void {{ prefix }}_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
+static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
     int32_t *pop0, int32_t *pop1)
 {
     register const uint32_t *rx __asm__("r0") = x;
@@ -151,7 +152,7 @@ static inline void {{ prefix }}_run2(const uint32_t *x, const uint32_t *w0, cons
     register int32_t rn __asm__("r3") = n;
     register int32_t acc0 __asm__("r12") = *pop0;
     register int32_t acc1 __asm__("lr") = *pop1;
-    __asm__ volatile({{ guard }}_CM_RUN({{ guard }}_CM_ADD_NIBBLES)
+    __asm__ volatile(IRNET_CM_RUN(IRNET_CM_ADD_NIBBLES)
         : "+r"(rx), "+r"(rw0), "+r"(rw1), "+r"(rn), "+r"(acc0), "+r"(acc1)
         :
         : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "cc", "memory");
@@ -162,7 +163,7 @@ static inline void {{ prefix }}_run2(const uint32_t *x, const uint32_t *w0, cons
 /* pops[i] = popcount over n words of x ^ (weights of channel i), for the channels pairs (0, 1), (2, 3), ...
  * up to 'pairs' pairs; channel i's words start at w + i * tap_words. The loop over channel pairs is in the
  * assembly too, as every register is taken: its state lives in a stack struct (sp-relative operands). */
-static inline void {{ prefix }}_pops_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
+static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
     int32_t *pops)
 {
     struct {
@@ -183,7 +184,7 @@ static inline void {{ prefix }}_pops_pairs(const uint32_t *x, int n, const uint3
         "ldr r3, %[n]\n\t"
         "mov r12, #0\n\t"
         "mov lr, #0\n\t"
-        {{ guard }}_CM_RUN({{ guard }}_CM_ADD_NIBBLES)
+        IRNET_CM_RUN(IRNET_CM_ADD_NIBBLES)
         "ldr r3, %[pops]\n\t"
         "strd r12, lr, [r3], #8\n\t"
         "str r3, %[pops]\n\t"
@@ -201,7 +202,7 @@ static inline void {{ prefix }}_pops_pairs(const uint32_t *x, int n, const uint3
 /* The same loop with the output bits made in the assembly: channel c's bit is the sign of
  * bits_counted - 2 * pop - threshold[c], shifted in from the top, two channels per pair. Returns the bits of
  * the 2 * pairs channels in bits 0 .. 2 * pairs - 1. */
-static inline uint32_t {{ prefix }}_bits_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
+static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
     const int32_t *threshold, int32_t bits_counted)
 {
     struct {
@@ -226,7 +227,7 @@ static inline uint32_t {{ prefix }}_bits_pairs(const uint32_t *x, int n, const u
         "ldr r3, %[n]\n\t"
         "mov r12, #0\n\t"
         "mov lr, #0\n\t"
-        {{ guard }}_CM_RUN({{ guard }}_CM_ADD_NIBBLES)
+        IRNET_CM_RUN(IRNET_CM_ADD_NIBBLES)
         "ldr r3, %[thr]\n\t"
         "ldrd r4, r5, [r3], #8\n\t"
         "str r3, %[thr]\n\t"
@@ -254,7 +255,7 @@ static inline uint32_t {{ prefix }}_bits_pairs(const uint32_t *x, int n, const u
 }
 
 /* acc += the eight nibbles of V as four byte sums (a byte stays below 256 over up to 31 words) */
-#define {{ guard }}_CM_ADD_BYTES(ACC, V, T) \
+#define IRNET_CM_ADD_BYTES(ACC, V, T) \
     "and " T ", " V ", #0xF0F0F0F0\n\t" "and " V ", " V ", #0x0F0F0F0F\n\t" "add " V ", " V ", " T ", lsr #4\n\t" \
     "add " ACC ", " ACC ", " V "\n\t"
 
@@ -262,7 +263,7 @@ static inline uint32_t {{ prefix }}_bits_pairs(const uint32_t *x, int n, const u
  * each weight word two channels' taps (low half: even channel), so one popcount step serves two channels and
  * the byte sums keep them apart. For the pair-words 0, 1, 2, ... (2 * quads of them, word i's run at
  * w + i * tap_words): halves[c] = popcount over n words of channel c's half of x ^ w. */
-static inline void {{ prefix }}_pops_halves(const uint32_t *x, int n, const uint32_t *w, int tap_words, int quads,
+static inline void irnet_pops_halves(const uint32_t *x, int n, const uint32_t *w, int tap_words, int quads,
     uint32_t *halves)
 {
     struct {
@@ -284,7 +285,7 @@ static inline void {{ prefix }}_pops_halves(const uint32_t *x, int n, const uint
         "ldr r3, %[n]\n\t"
         "mov r12, #0\n\t"
         "mov lr, #0\n\t"
-        {{ guard }}_CM_RUN({{ guard }}_CM_ADD_BYTES)
+        IRNET_CM_RUN(IRNET_CM_ADD_BYTES)
         "uxtb16 r4, r12\n\t"
         "uxtab16 r4, r4, r12, ror #8\n\t"
         "uxtb16 r5, lr\n\t"
@@ -303,25 +304,25 @@ static inline void {{ prefix }}_pops_halves(const uint32_t *x, int n, const uint
         : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
 
-/* The 3x3 form of the half-word scheme ({{ prefix }}_bconv_h3): a window is 9 contiguous words and the weights of
+/* The 3x3 form of the half-word scheme (irnet_bconv_h3): a window is 9 contiguous words and the weights of
  * all pair-words follow each other in the order read, so one pointer walks them and the loop over pair-words
  * needs no bookkeeping. Per iteration two pair-words (r12, lr) against the same three-word activation loads;
  * the first step sets the byte sums, the two others add to them (bytes <= 72). Ends with r4, r5 = the
  * popcounts of the two pair-words, one per 16-bit half. */
-#define {{ guard }}_CM_SET_BYTES(ACC, V, T) \
+#define IRNET_CM_SET_BYTES(ACC, V, T) \
     "and " T ", " V ", #0xF0F0F0F0\n\t" "and " V ", " V ", #0x0F0F0F0F\n\t" "add " ACC ", " V ", " T ", lsr #4\n\t"
-#define {{ guard }}_CM_H3_STEP(ADD) \
+#define IRNET_CM_H3_STEP(ADD) \
     "ldm r0!, {r4, r5, r6}\n\t" \
     "ldm r1!, {r8, r9, r10}\n\t" \
-    {{ guard }}_CM_NIBBLES3("r8", "r9", "r10", "r11") \
+    IRNET_CM_NIBBLES3("r8", "r9", "r10", "r11") \
     ADD("r12", "r9", "r11") \
     "ldm r1!, {r8, r9, r10}\n\t" \
-    {{ guard }}_CM_NIBBLES3("r8", "r9", "r10", "r11") \
+    IRNET_CM_NIBBLES3("r8", "r9", "r10", "r11") \
     ADD("lr", "r9", "r11")
-#define {{ guard }}_CM_H3_PAIR \
-    {{ guard }}_CM_H3_STEP({{ guard }}_CM_SET_BYTES) \
-    {{ guard }}_CM_H3_STEP({{ guard }}_CM_ADD_BYTES) \
-    {{ guard }}_CM_H3_STEP({{ guard }}_CM_ADD_BYTES) \
+#define IRNET_CM_H3_PAIR \
+    IRNET_CM_H3_STEP(IRNET_CM_SET_BYTES) \
+    IRNET_CM_H3_STEP(IRNET_CM_ADD_BYTES) \
+    IRNET_CM_H3_STEP(IRNET_CM_ADD_BYTES) \
     "sub r0, r0, #36\n\t" \
     "uxtb16 r4, r12\n\t" "uxtab16 r4, r4, r12, ror #8\n\t" \
     "uxtb16 r5, lr\n\t" "uxtab16 r5, r5, lr, ror #8\n\t"
@@ -331,7 +332,7 @@ static inline void {{ prefix }}_pops_halves(const uint32_t *x, int n, const uint
  * in 16-31. A marker bit starting at bit pairs - 1 leaves through the carry at the last pair-word (pairs even,
  * at most 16). Returns the word: the low half of pair-word i in bit 16 - pairs + i, the high one in
  * 32 - pairs + i. */
-static inline uint32_t {{ prefix }}_h3_bits(const uint32_t *x, const uint32_t *w, const uint32_t *v, int pairs)
+static inline uint32_t irnet_h3_bits(const uint32_t *x, const uint32_t *w, const uint32_t *v, int pairs)
 {
     register const uint32_t *rx __asm__("r0") = x;
     register const uint32_t *rw __asm__("r1") = w;
@@ -339,7 +340,7 @@ static inline uint32_t {{ prefix }}_h3_bits(const uint32_t *x, const uint32_t *w
     register uint32_t word __asm__("r3") = 1u << (pairs - 1);
     __asm__ volatile(
         "1:\n\t"
-        {{ guard }}_CM_H3_PAIR
+        IRNET_CM_H3_PAIR
         "ldrd r8, r9, [r2], #8\n\t"
         "ssub16 r8, r8, r4\n\t"
         "ssub16 r9, r9, r5\n\t"
@@ -356,7 +357,7 @@ static inline uint32_t {{ prefix }}_h3_bits(const uint32_t *x, const uint32_t *w
 
 /* Sums of one window: v[i] - 2 * popcount per half of pair-word i; sums[i] holds the low half's sum in its
  * low 16 bits (the high ones are garbage), sums[8 + i] the high half's, sign-extended. */
-static inline void {{ prefix }}_h3_sums(const uint32_t *x, const uint32_t *w, const uint32_t *v, int pairs,
+static inline void irnet_h3_sums(const uint32_t *x, const uint32_t *w, const uint32_t *v, int pairs,
     uint32_t *sums)
 {
     register const uint32_t *rx __asm__("r0") = x;
@@ -366,7 +367,7 @@ static inline void {{ prefix }}_h3_sums(const uint32_t *x, const uint32_t *w, co
     const uint32_t *const end = w + 9 * pairs;
     __asm__ volatile(
         "1:\n\t"
-        {{ guard }}_CM_H3_PAIR
+        IRNET_CM_H3_PAIR
         "ldrd r8, r9, [r2], #8\n\t"
         "ssub16 r8, r8, r4\n\t"
         "ssub16 r8, r8, r4\n\t"
@@ -383,22 +384,22 @@ static inline void {{ prefix }}_h3_sums(const uint32_t *x, const uint32_t *w, co
         : [end] "m"(end)
         : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
-#define {{ guard }}_CM_HALVES 1
+#define IRNET_CM_HALVES 1
 #else
 /* popcounts of x ^ w0 and x ^ w1 over n contiguous words */
-static inline void {{ prefix }}_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
+static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
     int32_t *pop0, int32_t *pop1)
 {
     int32_t p0 = 0, p1 = 0;
     int i = 0;
     for (; i + 1 < n; i += 2) {
         const uint32_t xa = x[i], xb = x[i + 1];
-        p0 += {{ prefix }}_pop2(xa ^ w0[i], xb ^ w0[i + 1]);
-        p1 += {{ prefix }}_pop2(xa ^ w1[i], xb ^ w1[i + 1]);
+        p0 += irnet_pop2(xa ^ w0[i], xb ^ w0[i + 1]);
+        p1 += irnet_pop2(xa ^ w1[i], xb ^ w1[i + 1]);
     }
     if (i < n) {
-        p0 += {{ prefix }}_pop1(x[i] ^ w0[i]);
-        p1 += {{ prefix }}_pop1(x[i] ^ w1[i]);
+        p0 += irnet_pop1(x[i] ^ w0[i]);
+        p1 += irnet_pop1(x[i] ^ w1[i]);
     }
     *pop0 += p0;
     *pop1 += p1;
@@ -408,25 +409,25 @@ static inline void {{ prefix }}_run2(const uint32_t *x, const uint32_t *w0, cons
 #if !defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_MVE)
 /* pops[i] = popcount over n words of x ^ (weights of channel i, which start at w + i * tap_words), for the
  * channel pairs (0, 1), (2, 3), ... up to 'pairs' pairs */
-static inline void {{ prefix }}_pops_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
+static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
     int32_t *pops)
 {
     int i;
     for (i = 0; i < pairs; ++i) {
         pops[2 * i] = 0;
         pops[2 * i + 1] = 0;
-        {{ prefix }}_run2(x, w + 2 * i * tap_words, w + (2 * i + 1) * tap_words, n, &pops[2 * i], &pops[2 * i + 1]);
+        irnet_run2(x, w + 2 * i * tap_words, w + (2 * i + 1) * tap_words, n, &pops[2 * i], &pops[2 * i + 1]);
     }
 }
 
 /* bit c set when bits_counted - 2 * popcount < threshold[c], for the channels of 'pairs' pairs */
-static inline uint32_t {{ prefix }}_bits_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
+static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
     const int32_t *threshold, int32_t bits_counted)
 {
     int32_t pops[32];
     uint32_t word = 0;
     int i;
-    {{ prefix }}_pops_pairs(x, n, w, tap_words, pairs, pops);
+    irnet_pops_pairs(x, n, w, tap_words, pairs, pops);
     for (i = 0; i < 2 * pairs; ++i) {
         word |= (uint32_t)(bits_counted - 2 * pops[i] < threshold[i]) << i;
     }
@@ -435,7 +436,7 @@ static inline uint32_t {{ prefix }}_bits_pairs(const uint32_t *x, int n, const u
 #endif
 
 /* popcount of the weight words of the taps outside the input rectangle [ky0, ky1) x [kx0, kx1) */
-static int32_t {{ prefix }}_outside(const uint32_t *wc, int k, int words, int ky0, int ky1, int kx0, int kx1)
+static int32_t irnet_outside(const uint32_t *wc, int k, int words, int ky0, int ky1, int kx0, int kx1)
 {
     int32_t pop = 0;
     int ky, kx, i;
@@ -445,7 +446,7 @@ static int32_t {{ prefix }}_outside(const uint32_t *wc, int k, int words, int ky
                 continue;
             }
             for (i = 0; i < words; ++i) {
-                pop += {{ prefix }}_pop1(wc[(ky * k + kx) * words + i]);
+                pop += irnet_pop1(wc[(ky * k + kx) * words + i]);
             }
         }
     }
@@ -453,14 +454,14 @@ static int32_t {{ prefix }}_outside(const uint32_t *wc, int k, int words, int ky
 }
 
 /* words of the stack buffer that holds one gathered window */
-#define {{ guard }}_CM_WINDOW 128
+#define IRNET_CM_WINDOW 128
 
-#if defined({{ guard }}_CM_HALVES)
-/* columns of the three-row strip of {{ prefix }}_bconv_h3, after its 72 weight words in the window buffer */
-#define {{ guard }}_CM_H3_COLS 18
+#if defined(IRNET_CM_HALVES)
+/* columns of the three-row strip of irnet_bconv_h3, after its 72 weight words in the window buffer */
+#define IRNET_CM_H3_COLS 18
 
 /* per 16-bit half, the popcount of each half of a */
-static inline uint32_t {{ prefix }}_pop_halves(uint32_t a)
+static inline uint32_t irnet_pop_halves(uint32_t a)
 {
     a = a - ((a >> 1) & 0x55555555u);
     a = (a & 0x33333333u) + ((a >> 2) & 0x33333333u);
@@ -468,12 +469,12 @@ static inline uint32_t {{ prefix }}_pop_halves(uint32_t a)
     return (a & 0x00FF00FFu) + ((a >> 8) & 0x00FF00FFu);
 }
 
-/* The per-half values of {{ prefix }}_h3_bits / _h3_sums for windows whose taps present are kernel rows
+/* The per-half values of irnet_h3_bits / _h3_sums for windows whose taps present are kernel rows
  * [ky0, ky1) x columns [kx0, kx1) (all nine with +1 padding). Zero padding reads zero activation words for the
  * taps outside, so the weight bits there (pw) are counted too and cancelled here. Channel j of the chunk is
  * the low half of pair-word j (j < pairs) or the high half of pair-word j - pairs; missing channels get a
  * value their popcount never exceeds. */
-static void {{ prefix }}_h3_values(uint32_t *v, const uint32_t *wb, int pairs, int m, const int32_t *threshold,
+static void irnet_h3_values(uint32_t *v, const uint32_t *wb, int pairs, int m, const int32_t *threshold,
     int cin, int pad_one, int ky0, int ky1, int kx0, int kx1)
 {
     const int32_t bits_counted = (pad_one ? 9 : (ky1 - ky0) * (kx1 - kx0)) * cin;
@@ -483,7 +484,7 @@ static void {{ prefix }}_h3_values(uint32_t *v, const uint32_t *wb, int pairs, i
         for (ky = 0; ky < 3 && !pad_one; ++ky) {
             for (kx = 0; kx < 3; ++kx) {
                 if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1) {
-                    pw += {{ prefix }}_pop_halves(wb[(((p >> 1) * 3 + kx) * 2 + (p & 1)) * 3 + ky]);
+                    pw += irnet_pop_halves(wb[(((p >> 1) * 3 + kx) * 2 + (p & 1)) * 3 + ky]);
                 }
             }
         }
@@ -510,7 +511,7 @@ static void {{ prefix }}_h3_values(uint32_t *v, const uint32_t *wb, int pairs, i
 /* out[j] = s[j] * mult[j] + add[j] for eight channels, s[j] converted from the low 16 bits of the word (TYPE
  * s16 as fixed point without fraction bits, FBITS ", #0") or from all of it (s32, ""): the portable kernel's
  * (float) of the same integer, then its two roundings */
-#define {{ guard }}_CM_H3_FLOATS8(TYPE, FBITS, s, mult, add, out) \
+#define IRNET_CM_H3_FLOATS8(TYPE, FBITS, s, mult, add, out) \
     __asm__ volatile( \
         "vldmia %0, {s0-s7}\n\t" \
         "vcvt.f32." TYPE " s0, s0" FBITS "\n\t" "vcvt.f32." TYPE " s1, s1" FBITS "\n\t" \
@@ -532,22 +533,23 @@ static void {{ prefix }}_h3_values(uint32_t *v, const uint32_t *wb, int pairs, i
           "memory")
 #endif
 
-/* The float outputs of one window's m channels from {{ prefix }}_h3_sums */
-static inline void {{ prefix }}_h3_floats(const uint32_t *sums, int m, int pairs, const float *mult,
+/* The float outputs of one window's m channels from irnet_h3_sums */
+static inline void irnet_h3_floats(const uint32_t *sums, int m, int pairs, const float *mult,
     const float *add, int act, float *out)
 {
     int j;
 #if defined(__ARM_FP) && (__ARM_FP & 4)
-    if (act == {{ guard }}_ACT_NONE && m == 16) {
-        {{ guard }}_CM_H3_FLOATS8("s16", ", #0", sums, mult, add, out);
-        {{ guard }}_CM_H3_FLOATS8("s32", "", sums + 8, mult + 8, add + 8, out + 8);
+    if (act == IRNET_ACT_NONE && m == 16) {
+        IRNET_CM_H3_FLOATS8("s16", ", #0", sums, mult, add, out);
+        IRNET_CM_H3_FLOATS8("s32", "", sums + 8, mult + 8, add + 8, out + 8);
         return;
     }
 #endif
     for (j = 0; j < m; ++j) {
         const int32_t s = j < pairs ? (int16_t)(sums[j] & 0xFFFFu) : (int32_t)sums[8 + j - pairs];
-        const float y = (float)s * mult[j];
-        out[j] = {{ prefix }}_activate(y + add[j], act);
+        float y = (float)s * mult[j];
+        IRNET_FENCE(y);
+        out[j] = irnet_activate(y + add[j], act);
     }
 }
 
@@ -557,12 +559,12 @@ static inline void {{ prefix }}_h3_floats(const uint32_t *sums, int m, int pairs
  * with zeros outside the input, so that every window, borders included, is 9 contiguous words. Windows differ
  * only by the values compared with (four kinds per output row: left or right border or not). window (128 words)
  * and values (32) are the caller's buffers. */
-static void {{ prefix }}_bconv_h3(const uint32_t *in, int h, int w, int cin, const uint32_t *weight, int cout,
+static void irnet_bconv_h3(const uint32_t *in, int h, int w, int cin, const uint32_t *weight, int cout,
     int stride, int pad, int pad_one, int ho, int wo, const int32_t *threshold, const float *mult,
     const float *add, int act, uint32_t *out_bits, float *out_f32, uint32_t *window, uint32_t *values)
 {
     const int out_words = (cout + 31) / 32;
-    const int span = ({{ guard }}_CM_H3_COLS - 3) / stride + 1; /* output columns per strip */
+    const int span = (IRNET_CM_H3_COLS - 3) / stride + 1; /* output columns per strip */
     uint32_t *const wb = window;
     uint32_t *const strip = window + 72;
     uint32_t sums[16];
@@ -571,7 +573,7 @@ static void {{ prefix }}_bconv_h3(const uint32_t *in, int h, int w, int cin, con
         const int m = cout - c0 < 16 ? cout - c0 : 16;
         const int pairs = 2 * ((m + 3) / 4);
         int kind_ky0 = -1, kind_ky1 = -1;
-        /* the order read by {{ prefix }}_h3_bits: pair-word pairs, then the kernel columns (one load of three
+        /* the order read by irnet_h3_bits: pair-word pairs, then the kernel columns (one load of three
          * activation words each), then the two pair-words, then the kernel rows */
         for (i = 0; i < 9 * pairs; ++i) {
             const int ky = i % 3, p = (i / 18) * 2 + (i / 3) % 2, kx = (i / 6) % 3;
@@ -585,7 +587,7 @@ static void {{ prefix }}_bconv_h3(const uint32_t *in, int h, int w, int cin, con
             const int ky1 = iy0 + 3 > h ? h - iy0 : 3;
             if (ky0 != kind_ky0 || ky1 != kind_ky1) {
                 for (i = 0; i < 4; ++i) { /* bit 1: left border, bit 0: right border */
-                    {{ prefix }}_h3_values(values + 8 * i, wb, pairs, m, threshold != 0 && out_bits != 0 ?
+                    irnet_h3_values(values + 8 * i, wb, pairs, m, threshold != 0 && out_bits != 0 ?
                         threshold + c0 : 0, cin, pad_one, ky0, ky1, i >> 1, i & 1 ? 2 : 3);
                 }
                 kind_ky0 = ky0;
@@ -633,15 +635,15 @@ static void {{ prefix }}_bconv_h3(const uint32_t *in, int h, int w, int cin, con
                     const uint32_t *x = strip + 3 * stride * i;
                     const int pixel = oy * wo + ox0 + i;
                     if (out_bits != 0) {
-                        const uint32_t word = {{ prefix }}_h3_bits(x, wb, v, pairs);
+                        const uint32_t word = irnet_h3_bits(x, wb, v, pairs);
                         const uint32_t bits = (word >> (16 - pairs) & ((1u << pairs) - 1u))
                             | (word >> (32 - pairs)) << pairs;
                         uint32_t *o = out_bits + pixel * out_words + c0 / 32;
                         *o = c0 & 16 ? *o | bits << 16 : bits;
                     } else {
                         float *vals = out_f32 + pixel * cout + c0;
-                        {{ prefix }}_h3_sums(x, wb, v, pairs, sums);
-                        {{ prefix }}_h3_floats(sums, m, pairs, mult + c0, add + c0, act, vals);
+                        irnet_h3_sums(x, wb, v, pairs, sums);
+                        irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, vals);
                     }
                 }
             }
@@ -650,27 +652,30 @@ static void {{ prefix }}_bconv_h3(const uint32_t *in, int h, int w, int cin, con
 }
 #endif
 
-void {{ prefix }}_bconv_cm(const uint32_t *in, int h, int w, int cin, const uint32_t *weight, int cout, int k,
-    int stride, int pad, int pad_one, int ho, int wo, const int32_t *threshold, const float *mult,
-    const float *add, int act, uint32_t *out_bits, float *out_f32)
+void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, pad_one = prm->pad_one, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const uint32_t *weight = prm->weight;
+    const int32_t *threshold = prm->threshold;
+    const float *mult = prm->mult, *add = prm->add;
     const int words = (cin + 31) / 32;
     const int out_words = (cout + 31) / 32;
     const int row_words = k * words;
     const int tap_words = k * row_words;
-    uint32_t window[{{ guard }}_CM_WINDOW];
+    uint32_t window[IRNET_CM_WINDOW];
     int32_t pops[32];
     int oy, ox, c0, ky, i;
-#if defined({{ guard }}_CM_HALVES)
+#if defined(IRNET_CM_HALVES)
     if (cin <= 16 && k == 3 && pad <= 1) {
-        {{ prefix }}_bconv_h3(in, h, w, cin, weight, cout, stride, pad, pad_one, ho, wo, threshold, mult, add, act,
+        irnet_bconv_h3(in, h, w, cin, weight, cout, stride, pad, pad_one, ho, wo, threshold, mult, add, act,
             out_bits, out_f32, window, (uint32_t *)pops);
         return;
     }
 #endif
-#if defined({{ guard }}_CM_HALVES)
-    /* half-word taps (see {{ prefix }}_pops_halves): the pair-words of the weights after the window in the buffer */
-    const int half = cin <= 16 && tap_words <= 25 && tap_words * (1 + 2 * ((cout + 3) / 4)) <= {{ guard }}_CM_WINDOW;
+#if defined(IRNET_CM_HALVES)
+    /* half-word taps (see irnet_pops_halves): the pair-words of the weights after the window in the buffer */
+    const int half = cin <= 16 && tap_words <= 25 && tap_words * (1 + 2 * ((cout + 3) / 4)) <= IRNET_CM_WINDOW;
     uint32_t *const wpairs = window + tap_words;
     if (half) {
         int t;
@@ -696,7 +701,7 @@ void {{ prefix }}_bconv_cm(const uint32_t *in, int h, int w, int cin, const uint
             /* Windows whose taps form whole kernel rows match one contiguous stretch of weights: gather them
              * once for all output channels. +1 padding gathers zeros for the outside taps, whose weight bits
              * then count by themselves. Other windows run row by row straight from the input. */
-            const int flat = (pad_one || (kx0 == 0 && kx1 == k)) && tap_words <= {{ guard }}_CM_WINDOW;
+            const int flat = (pad_one || (kx0 == 0 && kx1 == k)) && tap_words <= IRNET_CM_WINDOW;
             const int first = flat && pad_one ? 0 : (ky0 * k + kx0) * words;
             const int n = flat ? (pad_one ? k : ky1 - ky0) * row_words : (kx1 - kx0) * words;
             /* zero padding: only the taps inside count; +1 padding: all k*k, their activation bits 0 */
@@ -740,8 +745,8 @@ void {{ prefix }}_bconv_cm(const uint32_t *in, int h, int w, int cin, const uint
                 uint32_t word = 0;
                 int done = 0; /* channels whose output bits are already in word */
                 if (flat && half) {
-#if defined({{ guard }}_CM_HALVES)
-                    {{ prefix }}_pops_halves(window, n, wpairs + c0 / 2 * tap_words + first, tap_words, (m + 3) / 4,
+#if defined(IRNET_CM_HALVES)
+                    irnet_pops_halves(window, n, wpairs + c0 / 2 * tap_words + first, tap_words, (m + 3) / 4,
                         (uint32_t *)pops);
                     if (out_bits != 0) {
                         const uint32_t *halves = (const uint32_t *)pops;
@@ -762,15 +767,15 @@ void {{ prefix }}_bconv_cm(const uint32_t *in, int h, int w, int cin, const uint
 #endif
                 } else if (flat) {
                     if (m > 1 && out_bits != 0) {
-                        word = {{ prefix }}_bits_pairs(window, n, wc, tap_words, m / 2, threshold + c0, bits_counted);
+                        word = irnet_bits_pairs(window, n, wc, tap_words, m / 2, threshold + c0, bits_counted);
                         done = m & ~1;
                     } else if (m > 1) {
-                        {{ prefix }}_pops_pairs(window, n, wc, tap_words, m / 2, pops);
+                        irnet_pops_pairs(window, n, wc, tap_words, m / 2, pops);
                     }
                     if (m & 1) { /* the last channel alone: counted twice, once kept */
                         int32_t twice = 0;
                         pops[m - 1] = 0;
-                        {{ prefix }}_run2(window, wc + (m - 1) * tap_words, wc + (m - 1) * tap_words, n, &pops[m - 1],
+                        irnet_run2(window, wc + (m - 1) * tap_words, wc + (m - 1) * tap_words, n, &pops[m - 1],
                             &twice);
                     }
                 } else {
@@ -780,12 +785,12 @@ void {{ prefix }}_bconv_cm(const uint32_t *in, int h, int w, int cin, const uint
                         const uint32_t *w1 = co + 1 < m ? w0 + tap_words : w0;
                         int32_t pop0 = 0, pop1 = 0;
                         for (ky = ky0; ky < ky1; ++ky) {
-                            {{ prefix }}_run2(x + (ky - ky0) * w * words, w0 + (ky - ky0) * row_words,
+                            irnet_run2(x + (ky - ky0) * w * words, w0 + (ky - ky0) * row_words,
                                 w1 + (ky - ky0) * row_words, n, &pop0, &pop1);
                         }
                         if (pad_one) { /* outside taps: activation bits 0, so their weight bits count */
-                            pop0 += {{ prefix }}_outside(w0 - first, k, words, ky0, ky1, kx0, kx1);
-                            pop1 += {{ prefix }}_outside(w1 - first, k, words, ky0, ky1, kx0, kx1);
+                            pop0 += irnet_outside(w0 - first, k, words, ky0, ky1, kx0, kx1);
+                            pop1 += irnet_outside(w1 - first, k, words, ky0, ky1, kx0, kx1);
                         }
                         pops[co] = pop0;
                         if (co + 1 < m) {
@@ -802,8 +807,9 @@ void {{ prefix }}_bconv_cm(const uint32_t *in, int h, int w, int cin, const uint
                     float *vals = out_f32 + (oy * wo + ox) * cout + c0;
                     for (co = 0; co < m; ++co) {
                         float y = (float)(bits_counted - 2 * pops[co]) * mult[c0 + co];
+                        IRNET_FENCE(y);
                         y = y + add[c0 + co];
-                        vals[co] = {{ prefix }}_activate(y, act);
+                        vals[co] = irnet_activate(y, act);
                     }
                 }
             }
@@ -817,21 +823,21 @@ void {{ prefix }}_bconv_cm(const uint32_t *in, int h, int w, int cin, const uint
  * load of it, two VLDMs of 8 weights, then VMUL and VADD per channel (no fused multiply-add, as the portable
  * kernel rounds the product). The output transform follows in the same statement, as nothing guarantees that
  * s16-s31 survive between two asm statements. */
-#define {{ guard }}_CM_FMAC8(A, B, C, D, E, F, G, H) \
+#define IRNET_CM_FMAC8(A, B, C, D, E, F, G, H) \
     "vmul.f32 s0, s8, s0\n\t" "vmul.f32 s1, s8, s1\n\t" "vmul.f32 s2, s8, s2\n\t" "vmul.f32 s3, s8, s3\n\t" \
     "vmul.f32 s4, s8, s4\n\t" "vmul.f32 s5, s8, s5\n\t" "vmul.f32 s6, s8, s6\n\t" "vmul.f32 s7, s8, s7\n\t" \
     "vadd.f32 " A ", " A ", s0\n\t" "vadd.f32 " B ", " B ", s1\n\t" "vadd.f32 " C ", " C ", s2\n\t" \
     "vadd.f32 " D ", " D ", s3\n\t" "vadd.f32 " E ", " E ", s4\n\t" "vadd.f32 " F ", " F ", s5\n\t" \
     "vadd.f32 " G ", " G ", s6\n\t" "vadd.f32 " H ", " H ", s7\n\t"
 /* the carry is set unless y < 0 (also for NaN), and RRX shifts it in from the top */
-#define {{ guard }}_CM_FBIT(S) "vcmp.f32 " S ", #0\n\t" "vmrs APSR_nzcv, fpscr\n\t" "rrx %[word], %[word]\n\t"
-#define {{ guard }}_CM_FOP16(OP) \
+#define IRNET_CM_FBIT(S) "vcmp.f32 " S ", #0\n\t" "vmrs APSR_nzcv, fpscr\n\t" "rrx %[word], %[word]\n\t"
+#define IRNET_CM_FOP16(OP) \
     OP " s16, s16, s0\n\t" OP " s17, s17, s1\n\t" OP " s18, s18, s2\n\t" OP " s19, s19, s3\n\t" \
     OP " s20, s20, s4\n\t" OP " s21, s21, s5\n\t" OP " s22, s22, s6\n\t" OP " s23, s23, s7\n\t" \
     OP " s24, s24, s8\n\t" OP " s25, s25, s9\n\t" OP " s26, s26, s10\n\t" OP " s27, s27, s11\n\t" \
     OP " s28, s28, s12\n\t" OP " s29, s29, s13\n\t" OP " s30, s30, s14\n\t" OP " s31, s31, s15\n\t"
 
-struct {{ prefix }}_fwin {
+struct irnet_fwin {
     const float *x; /* the window's first tap present */
     int32_t rows; /* rows of taps present */
     const float *w; /* the next block's weights of that tap */
@@ -847,7 +853,7 @@ struct {{ prefix }}_fwin {
  * out or, with out == 0, (y < 0) inverted is shifted into word from the top, one channel after the other, and
  * every second block stores the inverted word. Returns the word, whose top 16 bits are unstored after an odd
  * number of blocks. */
-static inline uint32_t {{ prefix }}_fblocks16(int len, int32_t w_step, struct {{ prefix }}_fwin *s)
+static inline uint32_t irnet_fblocks16(int len, int32_t w_step, struct irnet_fwin *s)
 {
     const float *x, *w;
     int32_t rows, n, t;
@@ -866,9 +872,9 @@ static inline uint32_t {{ prefix }}_fblocks16(int len, int32_t w_step, struct {{
         "2:\n\t"
         "vldmia %[x]!, {s8}\n\t"
         "vldmia %[w]!, {s0-s7}\n\t"
-        {{ guard }}_CM_FMAC8("s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+        IRNET_CM_FMAC8("s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
         "vldmia %[w]!, {s0-s7}\n\t"
-        {{ guard }}_CM_FMAC8("s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
+        IRNET_CM_FMAC8("s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
         "add %[w], %[w], %[step]\n\t"
         "subs %[n], %[n], #1\n\t"
         "bne 2b\n\t"
@@ -881,11 +887,11 @@ static inline uint32_t {{ prefix }}_fblocks16(int len, int32_t w_step, struct {{
         "ldr %[t], %[mult]\n\t"
         "vldmia %[t]!, {s0-s15}\n\t"
         "str %[t], %[mult]\n\t"
-        {{ guard }}_CM_FOP16("vmul.f32")
+        IRNET_CM_FOP16("vmul.f32")
         "ldr %[t], %[add]\n\t"
         "vldmia %[t]!, {s0-s15}\n\t"
         "str %[t], %[add]\n\t"
-        {{ guard }}_CM_FOP16("vadd.f32")
+        IRNET_CM_FOP16("vadd.f32")
         "ldr %[t], %[out]\n\t"
         "cmp %[t], #0\n\t"
         "beq 3f\n\t"
@@ -893,10 +899,10 @@ static inline uint32_t {{ prefix }}_fblocks16(int len, int32_t w_step, struct {{
         "str %[t], %[out]\n\t"
         "b 4f\n"
         "3:\n\t"
-        {{ guard }}_CM_FBIT("s16") {{ guard }}_CM_FBIT("s17") {{ guard }}_CM_FBIT("s18") {{ guard }}_CM_FBIT("s19")
-        {{ guard }}_CM_FBIT("s20") {{ guard }}_CM_FBIT("s21") {{ guard }}_CM_FBIT("s22") {{ guard }}_CM_FBIT("s23")
-        {{ guard }}_CM_FBIT("s24") {{ guard }}_CM_FBIT("s25") {{ guard }}_CM_FBIT("s26") {{ guard }}_CM_FBIT("s27")
-        {{ guard }}_CM_FBIT("s28") {{ guard }}_CM_FBIT("s29") {{ guard }}_CM_FBIT("s30") {{ guard }}_CM_FBIT("s31")
+        IRNET_CM_FBIT("s16") IRNET_CM_FBIT("s17") IRNET_CM_FBIT("s18") IRNET_CM_FBIT("s19")
+        IRNET_CM_FBIT("s20") IRNET_CM_FBIT("s21") IRNET_CM_FBIT("s22") IRNET_CM_FBIT("s23")
+        IRNET_CM_FBIT("s24") IRNET_CM_FBIT("s25") IRNET_CM_FBIT("s26") IRNET_CM_FBIT("s27")
+        IRNET_CM_FBIT("s28") IRNET_CM_FBIT("s29") IRNET_CM_FBIT("s30") IRNET_CM_FBIT("s31")
         "ldr %[n], %[done]\n\t"
         "tst %[n], #1\n\t"
         "beq 4f\n\t"
@@ -922,22 +928,23 @@ static inline uint32_t {{ prefix }}_fblocks16(int len, int32_t w_step, struct {{
     return word;
 }
 
-static const float {{ prefix }}_fzeros[16] = {0.0f};
+static const float irnet_fzeros[16] = {0.0f};
 #endif
 
 /* Float convolution with weights stored [kh][kw][Cin][Cout] (output channels innermost). Each accumulator
- * sums its taps in the order of {{ prefix }}_conv_f32 (ky, kx, ci), skipping the taps outside the input, so
+ * sums its taps in the order of irnet_conv_f32 (ky, kx, ci), skipping the taps outside the input, so
  * the results are the same bits. */
-void {{ prefix }}_conv_f32_cm(const float *in, int h, int w, int cin, const float *weight, int cout, int k,
-    int stride, int pad, int ho, int wo, const float *mult, const float *add, int act, uint32_t *out_bits,
-    float *out_f32)
+void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
     int oy, ox, co0, ky, kx, ci, j;
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
     const int blocks = cout / 16;
-    struct {{ prefix }}_fwin s;
-    s.zeros = {{ prefix }}_fzeros;
+    struct irnet_fwin s;
+    s.zeros = irnet_fzeros;
     s.blocks = blocks;
 #endif
     for (oy = 0; oy < ho; ++oy) {
@@ -956,7 +963,7 @@ void {{ prefix }}_conv_f32_cm(const float *in, int h, int w, int cin, const floa
                 /* a window wholly in the padding sums one product 0 * w = +-0 to acc = +0, which stays +0 */
                 const int empty = ky1 <= ky0 || kx1 <= kx0;
                 const int len = empty ? 1 : (kx1 - kx0) * cin;
-                s.x = empty ? {{ prefix }}_fzeros : in + ((iy0 + ky0) * w + ix0 + kx0) * cin;
+                s.x = empty ? irnet_fzeros : in + ((iy0 + ky0) * w + ix0 + kx0) * cin;
                 s.rows = empty ? 1 : ky1 - ky0;
                 s.w = empty ? weight : weight + (ky0 * k + kx0) * cin * cout;
                 s.x_skip = (w * cin - len) * 4;
@@ -966,15 +973,15 @@ void {{ prefix }}_conv_f32_cm(const float *in, int h, int w, int cin, const floa
                 s.out = out_bits != 0 ? 0 : out_f32 + pixel * cout;
                 s.bits = out_bits != 0 ? out_bits + pixel * out_words : 0;
                 s.done = 0;
-                word = {{ prefix }}_fblocks16(len, (cout - 16) * 4, &s);
+                word = irnet_fblocks16(len, (cout - 16) * 4, &s);
                 co0 = 16 * blocks;
                 word = (blocks & 1) ? ~word >> 16 : 0u;
                 if (out_bits != 0 && co0 == cout && (blocks & 1)) {
                     out_bits[pixel * out_words + blocks / 2] = word;
                 }
-                if (act != {{ guard }}_ACT_NONE && out_bits == 0) {
+                if (act != IRNET_ACT_NONE && out_bits == 0) {
                     for (j = 0; j < co0; ++j) {
-                        out_f32[pixel * cout + j] = {{ prefix }}_activate(out_f32[pixel * cout + j], act);
+                        out_f32[pixel * cout + j] = irnet_activate(out_f32[pixel * cout + j], act);
                     }
                 }
             }
@@ -991,7 +998,9 @@ void {{ prefix }}_conv_f32_cm(const float *in, int h, int w, int cin, const floa
                             const float xv = xt[ci];
                             const float *wr = wt + ci * cout;
                             for (j = 0; j < n; ++j) {
-                                acc[j] = acc[j] + xv * wr[j];
+                                float product = xv * wr[j];
+                                IRNET_FENCE(product);
+                                acc[j] = acc[j] + product;
                             }
                         }
                     }
@@ -999,6 +1008,7 @@ void {{ prefix }}_conv_f32_cm(const float *in, int h, int w, int cin, const floa
                 for (j = 0; j < n; ++j) {
                     const int co = co0 + j;
                     float y = acc[j] * mult[co];
+                    IRNET_FENCE(y);
                     y = y + add[co];
                     if (out_bits != 0) {
                         word |= (uint32_t)(y < 0.0f) << (co & 31);
@@ -1007,10 +1017,14 @@ void {{ prefix }}_conv_f32_cm(const float *in, int h, int w, int cin, const floa
                             word = 0;
                         }
                     } else {
-                        out_f32[pixel * cout + co] = {{ prefix }}_activate(y, act);
+                        out_f32[pixel * cout + co] = irnet_activate(y, act);
                     }
                 }
             }
         }
     }
 }
+
+#else
+typedef int irnet_kernels_cm_unused; /* ISO C wants at least one declaration */
+#endif

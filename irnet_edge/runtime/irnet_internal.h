@@ -1,0 +1,31 @@
+/* irnet-edge runtime: helpers shared by the kernel files (portable and optimised kernels must agree to the
+ * bit). Not part of the API. */
+#ifndef IRNET_INTERNAL_H
+#define IRNET_INTERNAL_H
+
+#include "irnet_runtime.h"
+
+/* One 32-bit word: the textbook SWAR popcount (a byte holds at most 8 here, so one mask suffices). */
+static inline int32_t irnet_popcount(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0F0F0F0Fu;
+    return (int32_t)((x * 0x01010101u) >> 24);
+}
+
+static inline float irnet_activate(float y, int act)
+{
+    if (act == IRNET_ACT_HARDTANH) {
+        return y < -1.0f ? -1.0f : (y > 1.0f ? 1.0f : y);
+    }
+    if (act == IRNET_ACT_RELU) {
+        return y > 0.0f ? y : 0.0f;
+    }
+    if (act == IRNET_ACT_SIGN) {
+        return y < 0.0f ? -1.0f : 1.0f;
+    }
+    return y;
+}
+
+#endif
