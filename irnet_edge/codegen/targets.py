@@ -17,7 +17,8 @@ class Target:
 
 
 TARGETS = {t.name: t for t in (
-    Target("host", (("model", "src"), ("host", "")), "portable C99 for any C compiler, with a host runner and Makefile"),
+    Target("host", (("model", "src"), ("host", "")),
+           "portable C99 for any C compiler, with a host runner and Makefile"),
     Target("cortex-m", (("model", "src"),), "the model with Cortex-M kernels for arm-none-eabi-gcc; "
            "`irnet-edge firmware` adds a board project",
            kernels=(("bconv", "bconv_cm"), ("conv_f32", "conv_f32_cm")), channels_last=(("conv_f32", "weight"),)),
