@@ -10,6 +10,7 @@ from torch import nn
 
 from irnet_edge.cli import main
 from irnet_edge.codegen import get_target, render, write_tree
+from irnet_edge.codegen.render import runtime_files
 from irnet_edge.data import get_dataset_info, load_split
 from irnet_edge.errors import IrnetEdgeError
 from irnet_edge.ir import export, reference
@@ -189,12 +190,13 @@ def test_sanitizers_and_cplusplus(trained_mcu, mnist_test, tmp_path):
     assert np.array_equal(got.view(np.int32), expected.view(np.int32))
     tree = tmp_path / "plain"
     write_tree(render(graph, get_target("host"), "mcu_m0", ckpt.sha256)[0], tree, force=False)
-    subprocess.run(["make", "-C", str(tree), "libmcu_m0.a"], check=True, capture_output=True)
+    subprocess.run(["make", "-C", str(tree), "libmcu_m0.a", "libirnet.a"], check=True, capture_output=True)
     (tmp_path / "use.cpp").write_text('#include "mcu_m0.h"\nint main() { static uint8_t x[MCU_M0_INPUT_SIZE]; '
-                                      'float y[MCU_M0_OUTPUT_SIZE]; mcu_m0_infer(x, y); return y[0] != y[0]; }\n')
-    build = subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", str(tree),
-                            str(tmp_path / "use.cpp"), str(tree / "libmcu_m0.a"), "-o", str(tmp_path / "use")],
-                           capture_output=True, text=True)
+                                      'float y[MCU_M0_OUTPUT_SIZE]; mcu_m0_infer(x, y); '
+                                      'return y[0] != y[0] || mcu_m0_selftest() != 0; }\n')
+    build = subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", str(tree / "src"),
+                            str(tmp_path / "use.cpp"), str(tree / "libmcu_m0.a"), str(tree / "libirnet.a"),
+                            "-o", str(tmp_path / "use")], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     assert subprocess.run([str(tmp_path / "use")]).returncode == 0
 
@@ -207,19 +209,25 @@ def test_generation_is_deterministic_and_bannered(trained_mcu, tmp_path):
     first, manifest = render(export(ckpt), get_target("host"), "m0", ckpt.sha256)
     second, _ = render(export(load_checkpoint(trained_mcu["mcu_m0"])), get_target("host"), "m0", ckpt.sha256)
     assert first == second
-    assert set(first) == {"m0.h", "m0.c", "m0_weights.c", "m0_weights.h", "m0_kernels.c", "m0_kernels.h",
-                          "m0_run.c", "Makefile", "manifest.json"}
+    model = {"src/m0.h", "src/m0.c", "src/m0_weights.c", "src/m0_weights.h", "src/m0_selftest.c", "m0_run.c",
+             "Makefile", "manifest.json"}
+    runtime = {f"src/irnet/{name}": text for name, text in runtime_files().items()}
+    assert model <= set(first) and set(runtime) <= set(first)
+    assert set(manifest["files"]) == set(first)
     for name, text in first.items():
-        if name != "manifest.json":
-            assert f"irnet-edge {__version__} from checkpoint sha256:{ckpt.sha256}" in text.splitlines()[0]
+        if name in runtime:  # the runtime is copied as shipped, not generated
+            assert text == runtime[name]
+        elif not name.endswith(".json"):
+            assert f"irnet-edge {__version__} from checkpoint sha256:{ckpt.sha256}" in text.splitlines()[0], name
     assert manifest["checkpoint_sha256"] == ckpt.sha256 and manifest["arena_bytes"] > 0
-    # every external C symbol carries the prefix
+    # every external C symbol carries the model's prefix, or the runtime's irnet_
     write_tree(first, tmp_path / "c", force=False)
-    subprocess.run(["make", "-C", str(tmp_path / "c"), "libm0.a"], check=True, capture_output=True)
-    nm = subprocess.run(["nm", "-g", "--defined-only", str(tmp_path / "c" / "libm0.a")], capture_output=True,
-                        text=True, check=True).stdout
-    symbols = [line.split()[-1] for line in nm.splitlines() if len(line.split()) == 3]
-    assert symbols and all(s.startswith("m0_") for s in symbols), symbols
+    subprocess.run(["make", "-C", str(tmp_path / "c"), "libm0.a", "libirnet.a"], check=True, capture_output=True)
+    for library, namespace in (("libm0.a", "m0_"), ("libirnet.a", "irnet_")):
+        nm = subprocess.run(["nm", "-g", "--defined-only", str(tmp_path / "c" / library)], capture_output=True,
+                            text=True, check=True).stdout
+        symbols = [line.split()[-1] for line in nm.splitlines() if len(line.split()) == 3]
+        assert symbols and all(s.startswith(namespace) for s in symbols), symbols
 
 
 def test_a_wrong_constant_is_traced_to_its_layer(trained_mcu, mnist_test, tmp_path):

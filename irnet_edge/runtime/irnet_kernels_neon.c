@@ -221,7 +221,7 @@ static inline void irnet_block(const uint8_t *act, const uint8_t *wp, int n, int
 
 #if defined(__aarch64__)
 /* A float product that no compiler may fuse with the addition that follows (irnet_exact.h) */
-static inline float32x4_t irnet_mul4(float32x4_t a, float32x4_t b)
+static inline __attribute__((always_inline)) float32x4_t irnet_mul4(float32x4_t a, float32x4_t b)
 {
     float32x4_t product = vmulq_f32(a, b);
     IRNET_FENCE(product);
