@@ -166,14 +166,16 @@ def _firmware_program(graph: Graph, prefix: str, sha: str, work: Path, board: Bo
 
 
 def _symbols(program: Program, prefix: str) -> dict[str, tuple[str, int, int]]:
-    """name -> (type, address, size) of the model's own symbols in the linked program (all carry the prefix)."""
+    """name -> (type, address, size) of the model's symbols in the linked program: its own (they carry the prefix)
+    and the irnet runtime's, less the optional self-test (NAME_selftest.c)."""
     result = subprocess.run([program.nm, "-S", str(program.elf)], capture_output=True, text=True)
     if result.returncode != 0:
         raise IrnetEdgeError(f"{program.nm} could not read {program.elf}: {result.stderr[-500:]}")
     out = {}
     for line in result.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 4 and parts[3].startswith(f"{prefix}_"):
+        if (len(parts) == 4 and parts[3].startswith((f"{prefix}_", "irnet_"))
+                and not parts[3].startswith(f"{prefix}_selftest")):
             out[parts[3]] = (parts[2], int(parts[0], 16), int(parts[1], 16))
     return out
 
