@@ -3,6 +3,10 @@ from dataclasses import dataclass
 
 from ..errors import IrnetEdgeError
 
+# Build files for the tools embedded people use (CMake, Zephyr, PlatformIO, Arduino), next to the C of every
+# target: docs/integration.md.
+INTEGRATION = (("integration", ""), ("integration/zephyr", "zephyr"))
+
 
 @dataclass(frozen=True)
 class Target:
@@ -17,13 +21,14 @@ class Target:
 
 
 TARGETS = {t.name: t for t in (
-    Target("host", (("model", "src"), ("host", "")),
+    Target("host", (("model", "src"), ("host", ""), *INTEGRATION),
            "portable C99 for any C compiler, with a host runner and Makefile"),
-    Target("cortex-m", (("model", "src"),), "the model with Cortex-M kernels for arm-none-eabi-gcc; "
+    Target("cortex-m", (("model", "src"), *INTEGRATION), "the model with Cortex-M kernels for arm-none-eabi-gcc; "
            "`irnet-edge firmware` adds a board project",
            kernels=(("bconv", "bconv_cm"), ("conv_f32", "conv_f32_cm")), channels_last=(("conv_f32", "weight"),)),
-    Target("cortex-a", (("model", "src"), ("host", "")), "the model with NEON kernels for Linux on aarch64 or armv7, "
-           "with the runner and a Makefile that cross-compiles or builds on the board",
+    Target("cortex-a", (("model", "src"), ("host", ""), *INTEGRATION),
+           "the model with NEON kernels for Linux on aarch64 or armv7, with the runner and a Makefile that "
+           "cross-compiles or builds on the board",
            kernels=(("bconv", "bconv_neon"), ("conv_f32", "conv_f32_neon"), ("sign_pack", "sign_pack_neon"),
                     ("add", "add_neon")), channels_last=(("conv_f32", "weight"),)),
 )}
