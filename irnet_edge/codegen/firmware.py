@@ -109,6 +109,8 @@ def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Bo
     budget = check_fit(graph, board, len(sample_inputs))
     files, manifest = render(graph, get_target("cortex-m"), prefix, checkpoint_sha256,
                              selftest_input=sample_inputs[0], selftest_source=f"{dataset or 'input'} sample 0")
+    # the project builds with its own Makefile: keep the model's C, not the library build files
+    files = {name: text for name, text in files.items() if name.startswith("src/")}
     ctx = {
         "banner": files[f"src/{prefix}.h"].splitlines()[0], "prefix": prefix, "guard": prefix.upper(),
         "model_name": graph.name, "board": board, "board_name": board.name, "cpu": cpu_preset, "cpu_name": cpu_name,
