@@ -1,5 +1,6 @@
 """Export, the reference executor and the generated C: bit-exact on real data and over a shape grid."""
 import copy
+import json
 import subprocess
 
 import numpy as np
@@ -277,9 +278,16 @@ def test_cli_codegen_and_verify(trained_mcu, mnist_dir, tmp_path):
     runner = CliRunner()
     model = str(trained_mcu["mcu_m0"])
     out = tmp_path / "gen"
-    result = runner.invoke(main, ["codegen", model, "--target", "host", "--out", str(out), "--prefix", "digits"])
+    result = runner.invoke(main, ["codegen", model, "--target", "host", "--out", str(out), "--prefix", "digits",
+                                  "--data-dir", str(mnist_dir)])
     assert result.exit_code == 0, result.output
-    assert (out / "digits.h").is_file() and "arena" in result.output
+    assert (out / "src" / "digits.h").is_file() and "arena" in result.output
+    assert json.loads((out / "manifest.json").read_text())["selftest"]["input"] == "mnist test image 0"
+    subprocess.run(["make", "-C", str(out)], check=True, capture_output=True)
+    assert subprocess.run([str(out / "digits_run"), "--selftest"], capture_output=True).returncode == 0
+    result = runner.invoke(main, ["codegen", model, "--out", str(tmp_path / "nodata"), "--data-dir",
+                                  str(tmp_path / "empty")])
+    assert result.exit_code == 0 and "the self-test input is seeded pseudo-random pixels" in result.output
     result = runner.invoke(main, ["codegen", model, "--out", str(out)])
     assert result.exit_code == 1 and "exists and is not empty; pass --force" in result.output
     for bad in ("int", "9lives", "a-b", "__x", "x__y"):
