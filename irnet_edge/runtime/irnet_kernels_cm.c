@@ -16,6 +16,7 @@
 
 #if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
 
+#include <stddef.h>
 #include <stdint.h>
 #if defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
@@ -77,7 +78,25 @@ static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint3
  * ones + 2 * twos (<= 12 per nibble); USADA8 then adds |v - 15 * hi| = lo + hi over the four bytes, so
  * no zero register and no second accumulator are needed. The masks are Thumb-2 immediates, the
  * activation words stay in r4-r6 for the second channel, and LDM needs ascending registers, hence the
- * fixed register assignment. */
+ * fixed register assignment. The loops use r0-r6, r8-r12 and lr, never r7 (clang's Thumb frame pointer).
+ *
+ * Loops over channel pairs keep their state in memory. GCC addresses it through "m" operands (sp- or
+ * frame-relative); clang (Arm Compiler 6 included) puts the address of every "m" operand in a register of its
+ * own, and none is left: there the state arrives in r0 and r3-r9 and the assembly pushes it itself, reads it
+ * sp-relative (IRNET_CM_ST: the register's slot in the push, 4 bytes per register in ascending order) and
+ * drops it at the end: the loops are the same instructions with both compilers, clang's calls add a push and
+ * an add to sp (and irnet_bits_pairs a load of the word). */
+#if defined(__clang__)
+#define IRNET_CM_ST(NAME, OFFSET) "[sp, #" #OFFSET "]"
+#define IRNET_CM_ST_PUSH(REGS) "push {" REGS "}\n\t"
+#define IRNET_CM_ST_DROP(BYTES) "add sp, sp, #" #BYTES "\n\t"
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Woverlength-strings" /* an assembly loop is one string */
+#else
+#define IRNET_CM_ST(NAME, OFFSET) "%[" #NAME "]"
+#define IRNET_CM_ST_PUSH(REGS) ""
+#define IRNET_CM_ST_DROP(BYTES) ""
+#endif
 #define IRNET_CM_NIBBLES3(A, B, C, T) \
     "eor " A ", " A ", r4\n\t" "eor " B ", " B ", r5\n\t" "eor " C ", " C ", r6\n\t" \
     "eor " T ", " A ", " B "\n\t" "and " A ", " A ", " B "\n\t" "eor " B ", " T ", " C "\n\t" \
@@ -166,37 +185,53 @@ static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint3
 static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
     int32_t *pops)
 {
+    register const uint32_t *rw0 __asm__("r1") = w;
+    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
+#if defined(__clang__)
+    register const uint32_t *rx __asm__("r0") = x;
+    register int32_t rn __asm__("r3") = n;
+    register int32_t rskip __asm__("r4") = (2 * tap_words - n) * 4;
+    register int32_t *rpops __asm__("r5") = pops;
+    register const uint32_t *rend __asm__("r6") = w + 2 * pairs * tap_words;
+#else
     struct {
         const uint32_t *x;
         int32_t n, skip, *pops;
         const uint32_t *end;
     } s;
-    register const uint32_t *rw0 __asm__("r1") = w;
-    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
     s.x = x;
     s.n = n;
     s.skip = (2 * tap_words - n) * 4; /* both weight pointers, from the end of one pair to the next */
     s.pops = pops;
     s.end = w + 2 * pairs * tap_words;
+#endif
     __asm__ volatile(
+        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6")
         "6:\n\t"
-        "ldr r0, %[x]\n\t"
-        "ldr r3, %[n]\n\t"
+        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t"
+        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t"
         "mov r12, #0\n\t"
         "mov lr, #0\n\t"
         IRNET_CM_RUN(IRNET_CM_ADD_NIBBLES)
-        "ldr r3, %[pops]\n\t"
+        "ldr r3, " IRNET_CM_ST(pops, 12) "\n\t"
         "strd r12, lr, [r3], #8\n\t"
-        "str r3, %[pops]\n\t"
-        "ldr r3, %[skip]\n\t"
+        "str r3, " IRNET_CM_ST(pops, 12) "\n\t"
+        "ldr r3, " IRNET_CM_ST(skip, 8) "\n\t"
         "add r1, r1, r3\n\t"
         "add r2, r2, r3\n\t"
-        "ldr r3, %[end]\n\t"
+        "ldr r3, " IRNET_CM_ST(end, 16) "\n\t"
         "cmp r1, r3\n\t"
         "blo 6b\n\t"
+        IRNET_CM_ST_DROP(20)
+#if defined(__clang__)
+        : "+r"(rw0), "+r"(rw1), "+r"(rx), "+r"(rn), "+r"(rskip), "+r"(rpops), "+r"(rend)
+        :
+        : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#else
         : "+r"(rw0), "+r"(rw1), [pops] "+m"(s.pops)
         : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip), [end] "m"(s.end)
         : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#endif
 }
 
 /* The same loop with the output bits made in the assembly: channel c's bit is the sign of
@@ -205,6 +240,17 @@ static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w,
 static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
     const int32_t *threshold, int32_t bits_counted)
 {
+    register const uint32_t *rw0 __asm__("r1") = w;
+    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
+#if defined(__clang__)
+    register const uint32_t *rx __asm__("r0") = x;
+    register uint32_t rn __asm__("r3") = (uint32_t)n; /* the word at the end */
+    register int32_t rskip __asm__("r4") = (2 * tap_words - n) * 4;
+    register int32_t rbits __asm__("r5") = bits_counted;
+    register const int32_t *rthr __asm__("r6") = threshold;
+    register const uint32_t *rend __asm__("r8") = w + 2 * pairs * tap_words;
+    register uint32_t rword __asm__("r9") = 0;
+#else
     struct {
         const uint32_t *x;
         int32_t n, skip, bits;
@@ -212,8 +258,6 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
         const uint32_t *end;
         uint32_t word;
     } s;
-    register const uint32_t *rw0 __asm__("r1") = w;
-    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
     s.x = x;
     s.n = n;
     s.skip = (2 * tap_words - n) * 4;
@@ -221,37 +265,48 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
     s.threshold = threshold;
     s.end = w + 2 * pairs * tap_words;
     s.word = 0;
+#endif
     __asm__ volatile(
+        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6, r8, r9")
         "6:\n\t"
-        "ldr r0, %[x]\n\t"
-        "ldr r3, %[n]\n\t"
+        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t"
+        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t"
         "mov r12, #0\n\t"
         "mov lr, #0\n\t"
         IRNET_CM_RUN(IRNET_CM_ADD_NIBBLES)
-        "ldr r3, %[thr]\n\t"
+        "ldr r3, " IRNET_CM_ST(thr, 16) "\n\t"
         "ldrd r4, r5, [r3], #8\n\t"
-        "str r3, %[thr]\n\t"
-        "ldr r6, %[bits]\n\t"
+        "str r3, " IRNET_CM_ST(thr, 16) "\n\t"
+        "ldr r6, " IRNET_CM_ST(bits, 12) "\n\t"
         "sub r12, r6, r12, lsl #1\n\t"
         "qsub r4, r12, r4\n\t" /* saturating: any threshold keeps the sign right */
         "sub lr, r6, lr, lsl #1\n\t"
         "qsub r5, lr, r5\n\t"
-        "ldr r3, %[word]\n\t"
+        "ldr r3, " IRNET_CM_ST(word, 24) "\n\t"
         "and r4, r4, #0x80000000\n\t"
         "orr r3, r4, r3, lsr #1\n\t"
         "and r5, r5, #0x80000000\n\t"
         "orr r3, r5, r3, lsr #1\n\t"
-        "str r3, %[word]\n\t"
-        "ldr r3, %[skip]\n\t"
+        "str r3, " IRNET_CM_ST(word, 24) "\n\t"
+        "ldr r3, " IRNET_CM_ST(skip, 8) "\n\t"
         "add r1, r1, r3\n\t"
         "add r2, r2, r3\n\t"
-        "ldr r3, %[end]\n\t"
+        "ldr r3, " IRNET_CM_ST(end, 20) "\n\t"
         "cmp r1, r3\n\t"
         "blo 6b\n\t"
+#if defined(__clang__)
+        "ldr r3, [sp, #24]\n\t"
+        IRNET_CM_ST_DROP(28)
+        : "+r"(rw0), "+r"(rw1), "+r"(rx), "+r"(rn), "+r"(rskip), "+r"(rbits), "+r"(rthr), "+r"(rend), "+r"(rword)
+        :
+        : "r10", "r11", "r12", "lr", "cc", "memory");
+    return rn >> (32 - 2 * pairs);
+#else
         : "+r"(rw0), "+r"(rw1), [thr] "+m"(s.threshold), [word] "+m"(s.word)
         : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip), [bits] "m"(s.bits), [end] "m"(s.end)
         : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
     return s.word >> (32 - 2 * pairs);
+#endif
 }
 
 /* acc += the eight nibbles of V as four byte sums (a byte stays below 256 over up to 31 words) */
@@ -266,23 +321,32 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
 static inline void irnet_pops_halves(const uint32_t *x, int n, const uint32_t *w, int tap_words, int quads,
     uint32_t *halves)
 {
+    register const uint32_t *rw0 __asm__("r1") = w;
+    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
+#if defined(__clang__)
+    register const uint32_t *rx __asm__("r0") = x;
+    register int32_t rn __asm__("r3") = n;
+    register int32_t rskip __asm__("r4") = (2 * tap_words - n) * 4;
+    register uint32_t *rhalves __asm__("r5") = halves;
+    register const uint32_t *rend __asm__("r6") = w + 2 * quads * tap_words;
+#else
     struct {
         const uint32_t *x;
         int32_t n, skip;
         uint32_t *halves;
         const uint32_t *end;
     } s;
-    register const uint32_t *rw0 __asm__("r1") = w;
-    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
     s.x = x;
     s.n = n;
     s.skip = (2 * tap_words - n) * 4;
     s.halves = halves;
     s.end = w + 2 * quads * tap_words;
+#endif
     __asm__ volatile(
+        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6")
         "6:\n\t"
-        "ldr r0, %[x]\n\t"
-        "ldr r3, %[n]\n\t"
+        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t"
+        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t"
         "mov r12, #0\n\t"
         "mov lr, #0\n\t"
         IRNET_CM_RUN(IRNET_CM_ADD_BYTES)
@@ -290,18 +354,25 @@ static inline void irnet_pops_halves(const uint32_t *x, int n, const uint32_t *w
         "uxtab16 r4, r4, r12, ror #8\n\t"
         "uxtb16 r5, lr\n\t"
         "uxtab16 r5, r5, lr, ror #8\n\t"
-        "ldr r3, %[halves]\n\t"
+        "ldr r3, " IRNET_CM_ST(halves, 12) "\n\t"
         "strd r4, r5, [r3], #8\n\t"
-        "str r3, %[halves]\n\t"
-        "ldr r3, %[skip]\n\t"
+        "str r3, " IRNET_CM_ST(halves, 12) "\n\t"
+        "ldr r3, " IRNET_CM_ST(skip, 8) "\n\t"
         "add r1, r1, r3\n\t"
         "add r2, r2, r3\n\t"
-        "ldr r3, %[end]\n\t"
+        "ldr r3, " IRNET_CM_ST(end, 16) "\n\t"
         "cmp r1, r3\n\t"
         "blo 6b\n\t"
+        IRNET_CM_ST_DROP(20)
+#if defined(__clang__)
+        : "+r"(rw0), "+r"(rw1), "+r"(rx), "+r"(rn), "+r"(rskip), "+r"(rhalves), "+r"(rend)
+        :
+        : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#else
         : "+r"(rw0), "+r"(rw1), [halves] "+m"(s.halves)
         : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip), [end] "m"(s.end)
         : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#endif
 }
 
 /* The 3x3 form of the half-word scheme (irnet_bconv_h3): a window is 9 contiguous words and the weights of
@@ -364,8 +435,13 @@ static inline void irnet_h3_sums(const uint32_t *x, const uint32_t *w, const uin
     register const uint32_t *rw __asm__("r1") = w;
     register const uint32_t *rv __asm__("r2") = v;
     register uint32_t *rs __asm__("r3") = sums;
+#if defined(__clang__)
+    register const uint32_t *end __asm__("r4") = w + 9 * pairs;
+#else
     const uint32_t *const end = w + 9 * pairs;
+#endif
     __asm__ volatile(
+        IRNET_CM_ST_PUSH("r4")
         "1:\n\t"
         IRNET_CM_H3_PAIR
         "ldrd r8, r9, [r2], #8\n\t"
@@ -377,13 +453,23 @@ static inline void irnet_h3_sums(const uint32_t *x, const uint32_t *w, const uin
         "asr r11, r9, #16\n\t"
         "strd r10, r11, [r3, #32]\n\t"
         "strd r8, r9, [r3], #8\n\t"
-        "ldr r11, %[end]\n\t"
+        "ldr r11, " IRNET_CM_ST(end, 0) "\n\t"
         "cmp r1, r11\n\t"
         "blo 1b\n\t"
+        IRNET_CM_ST_DROP(4)
+#if defined(__clang__)
+        : "+r"(rx), "+r"(rw), "+r"(rv), "+r"(rs), "+r"(end)
+        :
+        : "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#else
         : "+r"(rx), "+r"(rw), "+r"(rv), "+r"(rs)
         : [end] "m"(end)
         : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#endif
 }
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 #define IRNET_CM_HALVES 1
 #else
 /* popcounts of x ^ w0 and x ^ w1 over n contiguous words */
@@ -848,6 +934,15 @@ struct irnet_fwin {
     int32_t blocks, done;
 };
 
+/* The fields of s in the assembly below: "m" operands where GCC optimises. clang gives every "m" operand a
+ * register of its own, as does GCC without optimisation (where there are then too few): there s is one
+ * register and the fields are at offsets given as "i" operands, the same instructions. */
+#if defined(__clang__) || !defined(__OPTIMIZE__)
+#define IRNET_CM_FW(NAME) "[%[s], %[" #NAME "]]"
+#else
+#define IRNET_CM_FW(NAME) "%[" #NAME "]"
+#endif
+
 /* All 'blocks' blocks of 16 channels of one window: rows x len input values from x (rows x_skip bytes
  * apart), for each value 16 weights and w_step bytes further to the next value's. y = acc * mult + add goes to
  * out or, with out == 0, (y < 0) inverted is shifted into word from the top, one channel after the other, and
@@ -860,12 +955,12 @@ static inline uint32_t irnet_fblocks16(int len, int32_t w_step, struct irnet_fwi
     uint32_t word = 0;
     __asm__ volatile(
         "6:\n\t"
-        "ldr %[x], %[x0]\n\t"
-        "ldr %[rows], %[rows0]\n\t"
-        "ldr %[w], %[w0]\n\t"
+        "ldr %[x], " IRNET_CM_FW(x0) "\n\t"
+        "ldr %[rows], " IRNET_CM_FW(rows0) "\n\t"
+        "ldr %[w], " IRNET_CM_FW(w0) "\n\t"
         "add %[t], %[w], #64\n\t"
-        "str %[t], %[w0]\n\t"
-        "ldr %[t], %[zeros]\n\t"
+        "str %[t], " IRNET_CM_FW(w0) "\n\t"
+        "ldr %[t], " IRNET_CM_FW(zeros) "\n\t"
         "vldmia %[t], {s16-s31}\n"
         "1:\n\t"
         "mov %[n], %[len]\n"
@@ -878,50 +973,61 @@ static inline uint32_t irnet_fblocks16(int len, int32_t w_step, struct irnet_fwi
         "add %[w], %[w], %[step]\n\t"
         "subs %[n], %[n], #1\n\t"
         "bne 2b\n\t"
-        "ldr %[t], %[xs]\n\t"
+        "ldr %[t], " IRNET_CM_FW(xs) "\n\t"
         "add %[x], %[x], %[t]\n\t"
-        "ldr %[t], %[ws]\n\t"
+        "ldr %[t], " IRNET_CM_FW(ws) "\n\t"
         "add %[w], %[w], %[t]\n\t"
         "subs %[rows], %[rows], #1\n\t"
         "bne 1b\n\t"
-        "ldr %[t], %[mult]\n\t"
+        "ldr %[t], " IRNET_CM_FW(mult) "\n\t"
         "vldmia %[t]!, {s0-s15}\n\t"
-        "str %[t], %[mult]\n\t"
+        "str %[t], " IRNET_CM_FW(mult) "\n\t"
         IRNET_CM_FOP16("vmul.f32")
-        "ldr %[t], %[add]\n\t"
+        "ldr %[t], " IRNET_CM_FW(add) "\n\t"
         "vldmia %[t]!, {s0-s15}\n\t"
-        "str %[t], %[add]\n\t"
+        "str %[t], " IRNET_CM_FW(add) "\n\t"
         IRNET_CM_FOP16("vadd.f32")
-        "ldr %[t], %[out]\n\t"
+        "ldr %[t], " IRNET_CM_FW(out) "\n\t"
         "cmp %[t], #0\n\t"
         "beq 3f\n\t"
         "vstmia %[t]!, {s16-s31}\n\t"
-        "str %[t], %[out]\n\t"
+        "str %[t], " IRNET_CM_FW(out) "\n\t"
         "b 4f\n"
         "3:\n\t"
         IRNET_CM_FBIT("s16") IRNET_CM_FBIT("s17") IRNET_CM_FBIT("s18") IRNET_CM_FBIT("s19")
         IRNET_CM_FBIT("s20") IRNET_CM_FBIT("s21") IRNET_CM_FBIT("s22") IRNET_CM_FBIT("s23")
         IRNET_CM_FBIT("s24") IRNET_CM_FBIT("s25") IRNET_CM_FBIT("s26") IRNET_CM_FBIT("s27")
         IRNET_CM_FBIT("s28") IRNET_CM_FBIT("s29") IRNET_CM_FBIT("s30") IRNET_CM_FBIT("s31")
-        "ldr %[n], %[done]\n\t"
+        "ldr %[n], " IRNET_CM_FW(done) "\n\t"
         "tst %[n], #1\n\t"
         "beq 4f\n\t"
         "mvn %[word], %[word]\n\t"
-        "ldr %[t], %[bits]\n\t"
+        "ldr %[t], " IRNET_CM_FW(bits) "\n\t"
         "str %[word], [%[t]], #4\n\t"
-        "str %[t], %[bits]\n"
+        "str %[t], " IRNET_CM_FW(bits) "\n"
         "4:\n\t"
-        "ldr %[n], %[done]\n\t"
+        "ldr %[n], " IRNET_CM_FW(done) "\n\t"
         "adds %[n], %[n], #1\n\t"
-        "str %[n], %[done]\n\t"
-        "ldr %[t], %[blocks]\n\t"
+        "str %[n], " IRNET_CM_FW(done) "\n\t"
+        "ldr %[t], " IRNET_CM_FW(blocks) "\n\t"
         "cmp %[n], %[t]\n\t"
         "blo 6b\n\t"
+#if defined(__clang__) || !defined(__OPTIMIZE__)
+        : [x] "=&r"(x), [w] "=&r"(w), [rows] "=&r"(rows), [word] "+r"(word), [n] "=&r"(n), [t] "=&r"(t)
+        : [len] "r"(len), [step] "r"(w_step), [s] "r"(s), [x0] "i"(offsetof(struct irnet_fwin, x)),
+          [rows0] "i"(offsetof(struct irnet_fwin, rows)), [w0] "i"(offsetof(struct irnet_fwin, w)),
+          [xs] "i"(offsetof(struct irnet_fwin, x_skip)), [ws] "i"(offsetof(struct irnet_fwin, w_skip)),
+          [zeros] "i"(offsetof(struct irnet_fwin, zeros)), [mult] "i"(offsetof(struct irnet_fwin, mult)),
+          [add] "i"(offsetof(struct irnet_fwin, add)), [out] "i"(offsetof(struct irnet_fwin, out)),
+          [bits] "i"(offsetof(struct irnet_fwin, bits)), [done] "i"(offsetof(struct irnet_fwin, done)),
+          [blocks] "i"(offsetof(struct irnet_fwin, blocks))
+#else
         : [x] "=&r"(x), [w] "=&r"(w), [rows] "=&r"(rows), [word] "+r"(word), [n] "=&r"(n), [t] "=&r"(t),
           [w0] "+m"(s->w), [mult] "+m"(s->mult), [add] "+m"(s->add), [out] "+m"(s->out), [bits] "+m"(s->bits),
           [done] "+m"(s->done)
         : [len] "r"(len), [step] "r"(w_step), [x0] "m"(s->x), [rows0] "m"(s->rows), [xs] "m"(s->x_skip),
           [ws] "m"(s->w_skip), [zeros] "m"(s->zeros), [blocks] "m"(s->blocks)
+#endif
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15",
           "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30",
           "s31", "cc", "memory");

@@ -36,10 +36,19 @@ def run_elf(machine: str, elf: Path, append: str | None = None, cwd: Path | None
     return result.returncode, result.stdout + result.stderr
 
 
-def build_firmware(tree: Path, extra_cflags: str = "") -> Path:
+COMPILERS = ("gcc", "clang")
+
+
+def build_firmware(tree: Path, extra_cflags: str = "", compiler: str = "gcc") -> Path:
+    """make in a firmware project; compiler clang compiles with clang --target=<the core's triple> and the same
+    newlib headers, arm-none-eabi-gcc still links."""
+    if compiler not in COMPILERS:
+        raise IrnetEdgeError(f"unknown compiler {compiler!r}; available: {', '.join(COMPILERS)}")
     toolchain.require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    result = subprocess.run(["make", "-C", str(tree), f"-j{os.cpu_count() or 1}", f"EXTRA_CFLAGS={extra_cflags}"],
-                            capture_output=True, text=True)
+    if compiler == "clang":
+        toolchain.require_tool("clang", "clang")
+    result = subprocess.run(["make", "-C", str(tree), f"-j{os.cpu_count() or 1}", f"EXTRA_CFLAGS={extra_cflags}",
+                             f"COMPILER={compiler}"], capture_output=True, text=True)
     if result.returncode != 0:
         raise IrnetEdgeError(f"building the firmware in {tree} failed:\n{(result.stdout + result.stderr)[-4000:]}")
     return tree / "app.elf"
@@ -87,7 +96,8 @@ def size_report(tree: Path, board: Board) -> str:
 
 
 def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, board: Board,
-           cpu: str | None = None, dataset: str = "", labels: np.ndarray | None = None) -> VerifyResult:
+           cpu: str | None = None, dataset: str = "", labels: np.ndarray | None = None, compiler: str = "gcc",
+           extra_cflags: str = "") -> VerifyResult:
     if board.emulator is None:
         raise IrnetEdgeError(f"{board.name} is a real board; verify runs on an emulated one (e.g. mps2-an386)")
     resolve_cpu(board, cpu)
@@ -98,7 +108,7 @@ def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.
         files = render_firmware(graph, prefix, checkpoint_sha256, board, cpu, inputs_hwc[:2].numpy(), labels[:2],
                                 dataset)
         write_tree(files, work / "fw", force=True)
-        elf = build_firmware(work / "fw")
+        elf = build_firmware(work / "fw", extra_cflags, compiler)
         inputs_hwc.numpy().astype(np.uint8).tofile(work / "in.bin")
         timeout = 60 + len(inputs_hwc) * 2
         rc, output = run_elf(board.emulator["machine"], elf, "in.bin out.bin", cwd=work, timeout=timeout)
