@@ -12,9 +12,12 @@ void irnet_normalize(const irnet_normalize_params *prm, const uint8_t *in, float
     for (p = 0; p < pixels; ++p) {
         for (c = 0; c < channels; ++c) {
             float v = (float)in[p * channels + c];
-            v = v / 255.0f;
+            float d = 255.0f, s = std[c];
+            IRNET_OPAQUE(d); /* divisions stay divisions (irnet_exact.h) */
+            IRNET_OPAQUE(s);
+            v = v / d;
             v = v - mean[c];
-            out[p * channels + c] = v / std[c];
+            out[p * channels + c] = v / s;
         }
     }
 }
@@ -197,11 +200,12 @@ void irnet_avgpool(const float *in, int pixels, int channels, float *out)
 {
     int p, c;
     for (c = 0; c < channels; ++c) {
-        float sum = 0.0f;
+        float sum = 0.0f, n = (float)pixels;
         for (p = 0; p < pixels; ++p) {
             sum = sum + in[p * channels + c];
         }
-        out[c] = sum / (float)pixels;
+        IRNET_OPAQUE(n); /* a division stays a division (irnet_exact.h) */
+        out[c] = sum / n;
     }
 }
 
