@@ -202,3 +202,30 @@ def test_the_runtime_compiles_alone_with_strict_warnings_under_gcc_and_clang(tmp
                                     "-Wstrict-prototypes", "-Wmissing-prototypes", "-c", str(source), "-o",
                                     str(tmp_path / f"{source.stem}.o")], capture_output=True, text=True)
             assert build.returncode == 0, f"{cc} {source.name}: {build.stderr}"
+
+
+FLUSH_MAIN = r"""
+#include <xmmintrin.h>
+#include "digits_b.h"
+
+int main(void)
+{
+    if (digits_b_selftest() != 0) {
+        return 2;
+    }
+    _mm_setcsr(_mm_getcsr() | 0x8040u); /* flush-to-zero and denormals-are-zero, as crtfastmath.o sets them */
+    return digits_b_selftest() == -1 ? 0 : 1;
+}
+"""
+
+
+def test_selftest_sees_a_flush_to_zero_mode_set_elsewhere_in_the_program(two_graphs, tmp_path):
+    prefix, graph, sha = two_graphs[1]
+    tree = tmp_path / "c"
+    write_tree(render(graph, get_target("host"), prefix, sha)[0], tree, force=False)
+    (tmp_path / "main.c").write_text(FLUSH_MAIN)
+    sources = [*sorted((tree / "src").glob("*.c")), *sorted((tree / "src" / "irnet").glob("*.c"))]
+    build = subprocess.run(["gcc", "-std=c99", "-O2", f"-I{tree / 'src'}", str(tmp_path / "main.c"),
+                            *map(str, sources), "-o", str(tmp_path / "flush")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    assert subprocess.run([str(tmp_path / "flush")]).returncode == 0

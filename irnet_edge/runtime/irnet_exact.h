@@ -74,4 +74,13 @@
 #define IRNET_OPAQUE(x) ((void)0)
 #endif
 
+
+/* Clang too vectorizes float loops with Helium's float instructions (which flush subnormals to zero), and has
+ * no file-wide switch: every loop of float arithmetic in the runtime starts with IRNET_SCALAR_LOOP. */
+#if defined(__clang__) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)
+#define IRNET_SCALAR_LOOP _Pragma("clang loop vectorize(disable) interleave(disable)")
+#else
+#define IRNET_SCALAR_LOOP
+#endif
+
 #endif

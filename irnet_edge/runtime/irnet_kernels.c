@@ -10,6 +10,7 @@ void irnet_normalize(const irnet_normalize_params *prm, const uint8_t *in, float
     const float *mean = prm->mean, *std = prm->std;
     int p, c;
     for (p = 0; p < pixels; ++p) {
+        IRNET_SCALAR_LOOP
         for (c = 0; c < channels; ++c) {
             float v = (float)in[p * channels + c];
             float d = 255.0f, s = std[c];
@@ -49,6 +50,7 @@ void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t 
                         }
                         xt = in + (iy * w + ix) * cin;
                         wt = weight + ((co * k + ky) * k + kx) * cin;
+                        IRNET_SCALAR_LOOP
                         for (ci = 0; ci < cin; ++ci) {
                             float product = xt[ci] * wt[ci];
                             IRNET_FENCE(product);
@@ -138,6 +140,7 @@ void irnet_sign_pack(const float *in, int pixels, int channels, uint32_t *out)
     int p, c;
     memset(out, 0, (size_t)pixels * (size_t)words * sizeof(uint32_t));
     for (p = 0; p < pixels; ++p) {
+        IRNET_SCALAR_LOOP
         for (c = 0; c < channels; ++c) {
             if (in[p * channels + c] < 0.0f) {
                 out[p * words + c / 32] |= 1u << (c & 31);
@@ -177,9 +180,11 @@ void irnet_maxpool_f32(const irnet_maxpool_f32_params *prm, const float *in, flo
     int oy, ox, c, wy, wx;
     for (oy = 0; oy < ho; ++oy) {
         for (ox = 0; ox < wo; ++ox) {
+            IRNET_SCALAR_LOOP
             for (c = 0; c < channels; ++c) {
                 float best = in[((oy * k) * w + ox * k) * channels + c];
                 for (wy = 0; wy < k; ++wy) {
+                    IRNET_SCALAR_LOOP
                     for (wx = 0; wx < k; ++wx) {
                         const float v = in[((oy * k + wy) * w + ox * k + wx) * channels + c];
                         if (wy == 0 && wx == 0) {
@@ -201,6 +206,7 @@ void irnet_avgpool(const float *in, int pixels, int channels, float *out)
     int p, c;
     for (c = 0; c < channels; ++c) {
         float sum = 0.0f, n = (float)pixels;
+        IRNET_SCALAR_LOOP
         for (p = 0; p < pixels; ++p) {
             sum = sum + in[p * channels + c];
         }
@@ -212,6 +218,7 @@ void irnet_avgpool(const float *in, int pixels, int channels, float *out)
 void irnet_add(const float *a, const float *b, int n, int act, float *out)
 {
     int i;
+    IRNET_SCALAR_LOOP
     for (i = 0; i < n; ++i) {
         out[i] = irnet_activate(a[i] + b[i], act);
     }
@@ -223,6 +230,7 @@ void irnet_affine(const irnet_affine_params *prm, const float *in, float *out)
     const float *mult = prm->mult, *add = prm->add;
     int p, c;
     for (p = 0; p < pixels; ++p) {
+        IRNET_SCALAR_LOOP
         for (c = 0; c < channels; ++c) {
             float y = in[p * channels + c] * mult[c];
             IRNET_FENCE(y);
@@ -235,6 +243,7 @@ void irnet_affine(const irnet_affine_params *prm, const float *in, float *out)
 void irnet_clamp(const float *in, int n, int act, float *out)
 {
     int i;
+    IRNET_SCALAR_LOOP
     for (i = 0; i < n; ++i) {
         out[i] = irnet_activate(in[i], act);
     }
@@ -249,6 +258,7 @@ void irnet_shortcut_a(const float *in, int h, int w, int channels, int pad, floa
     for (oy = 0; oy < ho; ++oy) {
         for (ox = 0; ox < wo; ++ox) {
             float *dst = out + (oy * wo + ox) * cout;
+            IRNET_SCALAR_LOOP
             for (c = 0; c < cout; ++c) {
                 dst[c] = (c >= pad && c < pad + channels) ? in[((2 * oy) * w + 2 * ox) * channels + c - pad] : 0.0f;
             }

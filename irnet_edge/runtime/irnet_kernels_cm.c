@@ -1086,6 +1086,7 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                     out_bits[pixel * out_words + blocks / 2] = word;
                 }
                 if (act != IRNET_ACT_NONE && out_bits == 0) {
+                    IRNET_SCALAR_LOOP
                     for (j = 0; j < co0; ++j) {
                         out_f32[pixel * cout + j] = irnet_activate(out_f32[pixel * cout + j], act);
                     }
@@ -1103,6 +1104,7 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                         for (ci = 0; ci < cin; ++ci) {
                             const float xv = xt[ci];
                             const float *wr = wt + ci * cout;
+                            IRNET_SCALAR_LOOP
                             for (j = 0; j < n; ++j) {
                                 float product = xv * wr[j];
                                 IRNET_FENCE(product);
@@ -1111,6 +1113,7 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                         }
                     }
                 }
+                IRNET_SCALAR_LOOP
                 for (j = 0; j < n; ++j) {
                     const int co = co0 + j;
                     float y = acc[j] * mult[co];
