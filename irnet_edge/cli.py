@@ -9,15 +9,41 @@ from .data import DATASETS
 from .errors import IrnetEdgeError
 from .train.ede import EDE_PER
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # a bare `irnet-edge` prints its help
+
+
+def _usage_error(exc: click.UsageError) -> click.ClickException:
+    """A usage error as one 'Error: ...' line (exit status 1) that says where the help is."""
+    where = exc.ctx.command_path if exc.ctx is not None else "irnet-edge"
+    return click.ClickException(f"{' '.join(exc.format_message().split())} (see `{where} --help`)")
+
 
 class _Group(click.Group):
-    """Turns IrnetEdgeError into one clean 'Error: ...' line instead of a traceback."""
+    """Every error is one clean 'Error: ...' line and exit status 1, never a traceback: IrnetEdgeError, an
+    operating system error (a full disk, a read-only folder) and Click's usage errors (unknown option, missing
+    argument, bad choice; Click alone would print usage, hint and error, exit status 2)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _NO_ARGS_IS_HELP:
+            raise
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except _NO_ARGS_IS_HELP:
+            raise
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
         except IrnetEdgeError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            reason = exc.strerror or str(exc)
+            raise click.ClickException(f"cannot access{where}: {reason[:1].lower()}{reason[1:]}") from None
 
 
 @click.group(cls=_Group)
@@ -147,6 +173,8 @@ def codegen(checkpoint, target, out_dir, prefix, force, data_dir):
     from .nn.checkpoint import load_checkpoint
 
     check_out_dir(out_dir, force)
+    if prefix is not None:
+        check_prefix(prefix)
     ckpt = load_checkpoint(checkpoint)
     prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
     graph = export(ckpt)
@@ -294,24 +322,25 @@ def _checkpoint_dataset(ckpt, path) -> str:
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
     """Write and build a firmware project for a board: app.elf, app.bin, app.hex and a size report."""
-    from .codegen import check_out_dir, check_prefix, default_prefix, write_tree
-    from .codegen.firmware import load_board, render_firmware
+    from .codegen import check_out_dir, default_prefix, write_tree
+    from .codegen.firmware import check_firmware_prefix, load_board, project_names, render_firmware
     from .data import load_split
     from .ir import export
     from .nn.checkpoint import load_checkpoint
     from .verify.qemu import build_firmware, size_report
 
     check_out_dir(out_dir, force)
+    if prefix is not None:
+        check_firmware_prefix(prefix)
     ckpt = load_checkpoint(checkpoint)
-    prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
+    prefix = check_firmware_prefix(prefix or default_prefix(ckpt.spec["name"], project_names()))
     dataset = _checkpoint_dataset(ckpt, checkpoint)
     chosen = load_board(board)
     graph = export(ckpt)
     test = load_split(dataset, "test", data_dir)
     files = render_firmware(graph, prefix, ckpt.sha256, chosen, cpu,
                             test.images[:samples].permute(0, 2, 3, 1).numpy(), test.labels[:samples].numpy(), dataset)
-    write_tree(files, out_dir, force)
-    build_firmware(out_dir)
+    write_tree(files, out_dir, force, build=build_firmware)  # built in the staging directory, then renamed
     click.echo(size_report(out_dir, chosen))
 
 

@@ -65,7 +65,7 @@ def test_errors_are_one_clean_line(tmp_path):
     assert result.output.startswith("Error: ") and "not a readable checkpoint" in result.output
     assert "Traceback" not in result.output
     result = _run("train", "--arch", "resnet9000")
-    assert result.exit_code == 2 and "resnet9000" in result.output
+    assert result.exit_code == 1 and "resnet9000" in result.output and result.output.startswith("Error: ")
     result = _run("train", "--dataset", "cifar10", "--arch", "resnet20", "--out", tmp_path / "r")
     assert result.exit_code == 1 and "cifar10 is not available offline" in result.output
     assert not (tmp_path / "r").exists()

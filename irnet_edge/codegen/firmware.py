@@ -10,7 +10,7 @@ from ..errors import IrnetEdgeError
 from ..ir.graph import Graph
 from ..resources import asset_dir
 from .planner import plan
-from .render import format_array, render, render_dir
+from .render import check_prefix, format_array, render, render_dir
 from .targets import get_target
 
 CODE_ESTIMATE = 12 * 1024  # startup, kernels, main, libc pieces: about 7 KB at -O2 on the zoo models, plus margin
@@ -102,9 +102,29 @@ def check_fit(graph: Graph, board: Board, samples: int) -> Budget:
     return budget
 
 
+def project_names() -> frozenset[str]:
+    """Stems of the files a firmware project holds besides the model's src/ (board.h, console.c, main.c,
+    linker.ld, samples.c, startup.c, the chips' extras, app.elf...), lower case."""
+    root = asset_dir("firmware") / "project"
+    stems = {p.name.split(".")[0] for p in root.rglob("*.j2")}
+    stems = {"console" if stem.startswith("console_") else stem for stem in stems}
+    return frozenset(stem.lower() for stem in stems | {"app", "size", "boot2_raw", "firmware"})
+
+
+def check_firmware_prefix(prefix: str) -> str:
+    """check_prefix, and not a name of the project's own files: the model's src/PREFIX.h would lose to
+    (or be built in place of) the project's file of that name."""
+    check_prefix(prefix)
+    if prefix.lower() in project_names():
+        raise IrnetEdgeError(f"--prefix {prefix!r} collides with the firmware project's own files "
+                             f"({', '.join(sorted(project_names()))}): pick another prefix")
+    return prefix
+
+
 def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Board, cpu: str | None,
                     sample_inputs: np.ndarray, sample_labels: np.ndarray, dataset: str) -> dict[str, str]:
     """Files of a self-contained firmware project (sample_inputs: uint8 (N, H, W, C))."""
+    check_firmware_prefix(prefix)
     cpu_name, cpu_preset = resolve_cpu(board, cpu)
     budget = check_fit(graph, board, len(sample_inputs))
     files, manifest = render(graph, get_target("cortex-m"), prefix, checkpoint_sha256,

@@ -43,16 +43,38 @@ _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.uint32): "uint32_t", np.dt
            np.dtype(np.uint8): "uint8_t"}
 
 
+# The prefix names every external symbol (PREFIX_infer, PREFIX_op3, PREFIX_conv1_weight...), the header guard
+# and the file stems. C99 only guarantees 31 significant characters for external names (63 for internal ones);
+# every toolchain irnet-edge supports keeps far more, so the limit is C99's 63, which leaves room for the
+# suffixes and stays a sane file name.
+MAX_PREFIX = 63
+RUNTIME_NAMESPACE = "irnet"  # the runtime's functions, types, macros (IRNET_*) and headers (irnet_*.h)
+
+
 def check_prefix(prefix: str) -> str:
+    if len(prefix) > MAX_PREFIX:
+        raise IrnetEdgeError(f"--prefix is {len(prefix)} characters long; the limit is {MAX_PREFIX} (C99's "
+                             "significant length for identifiers): pass a shorter --prefix")
     if not _IDENT.match(prefix) or prefix in C_KEYWORDS or keyword.iskeyword(prefix) or "__" in prefix:
         raise IrnetEdgeError(f"--prefix {prefix!r} is not a valid, non-reserved C identifier: use letters, digits "
                              "and single underscores, starting with a letter (e.g. mcu_m4)")
+    lowered = prefix.lower()
+    if lowered == RUNTIME_NAMESPACE or lowered.startswith(RUNTIME_NAMESPACE + "_"):
+        raise IrnetEdgeError(f"--prefix {prefix!r} is in the irnet runtime's namespace (irnet, irnet_*, IRNET_*): "
+                             "pick another prefix (e.g. the model's name)")
     return prefix
 
 
-def default_prefix(model_name: str) -> str:
+def default_prefix(model_name: str, reserved: frozenset[str] = frozenset()) -> str:
+    """A valid prefix from any model name: non-alphanumerics become underscores, at most MAX_PREFIX characters,
+    m_ in front of one that starts with a digit or is reserved (a C keyword, the runtime's namespace, or one
+    of reserved, compared case-insensitively)."""
     cleaned = re.sub(r"[^A-Za-z0-9]+", "_", model_name).strip("_") or "model"
-    return cleaned if cleaned[0].isalpha() else f"m_{cleaned}"
+    lowered = cleaned.lower()
+    if (not cleaned[0].isalpha() or cleaned in C_KEYWORDS or keyword.iskeyword(cleaned)
+            or lowered == RUNTIME_NAMESPACE or lowered.startswith(RUNTIME_NAMESPACE + "_") or lowered in reserved):
+        cleaned = f"m_{cleaned}"
+    return cleaned[:MAX_PREFIX].rstrip("_")
 
 
 def _format_float(v: float) -> str:
@@ -79,6 +101,7 @@ def render_dir(root: Path, ctx: dict, prefix: str, select=lambda name: name) -> 
     (return None) an output."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(FILTERS)
     files = {}
     for template in sorted(p.name for p in root.glob("*.j2")):
         name = select(template[:-3].replace("MODEL", prefix))
@@ -88,9 +111,43 @@ def render_dir(root: Path, ctx: dict, prefix: str, select=lambda name: name) -> 
 
 
 def c_comment(text: str) -> str:
-    """Text safe inside a C block comment on one line: no comment end, no control characters."""
-    text = text.replace("*/", "* /").replace("/*", "/ *")
+    """Text safe inside a C block comment on one line: no comment start or end (also not with the template's
+    own slashes and stars around it), no trigraphs, no control characters."""
+    text = re.sub(r"\?(?=\?)", "? ", text.replace("*/", "* /").replace("/*", "/ *"))
+    if text.endswith(("*", "/")):
+        text += " "
+    if text.startswith(("*", "/")):
+        text = " " + text
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def line_comment(text: str) -> str:
+    """Text safe on one line of a #-comment (Makefile, CMake, Kconfig, properties): printable characters only,
+    no newline, and no final backslash (make continues a comment ending in one onto the next line)."""
+    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    return text + " " if text.endswith("\\") else text
+
+
+_C_STRING_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("?"): "\\?", ord("\n"): "\\n", ord("\t"): "\\t",
+                     ord("\r"): "\\r"}
+
+
+def c_string(text: str) -> str:
+    """A C string literal (with its quotes) holding text's UTF-8 bytes: backslash, quote and ? (trigraphs)
+    escaped, control characters and every non-ASCII byte as three-digit octal escapes, which end after three
+    digits and so cannot run into a digit that follows (unlike \\x escapes)."""
+    out = []
+    for byte in text.encode("utf-8", "surrogatepass"):
+        if byte in _C_STRING_ESCAPES:
+            out.append(_C_STRING_ESCAPES[byte])
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+FILTERS = {"c_comment": c_comment, "c_string": c_string, "line_comment": line_comment}
 
 
 # op kind -> (params struct, fields in order, [(call argument, view)...]); fields name graph facts (input map,
@@ -213,7 +270,7 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
               " Do not edit. */")
     ctx = {
         "banner": banner, "make_banner": banner.replace("/*", "#").replace(" */", ""),
-        "prefix": prefix, "guard": prefix.upper(), "model_name": c_comment(graph.name),
+        "prefix": prefix, "guard": prefix.upper(), "model_name": graph.name,
         "version": __version__, "runtime_version": runtime_version_number(), "target": target.name,
         "input": inp, "num_classes": graph.num_classes,
         "arena_bytes": arena, "arena_cells": max(arena // 4, 1), "const_bytes": const_bytes,

@@ -107,8 +107,8 @@ def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.
         work = Path(tmp)
         files = render_firmware(graph, prefix, checkpoint_sha256, board, cpu, inputs_hwc[:2].numpy(), labels[:2],
                                 dataset)
-        write_tree(files, work / "fw", force=True)
-        elf = build_firmware(work / "fw", extra_cflags, compiler)
+        write_tree(files, work / "fw", force=True, build=lambda tree: build_firmware(tree, extra_cflags, compiler))
+        elf = work / "fw" / "app.elf"
         inputs_hwc.numpy().astype(np.uint8).tofile(work / "in.bin")
         timeout = 60 + len(inputs_hwc) * 2
         rc, output = run_elf(board.emulator["machine"], elf, "in.bin out.bin", cwd=work, timeout=timeout)
