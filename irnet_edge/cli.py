@@ -110,11 +110,21 @@ def train(ctx, spec_file, out_dir, resume, force, device, progress, **options):
 def _read_spec(path: Path, dataset: str) -> dict:
     from .nn.spec import complete_spec
 
+    def unique_keys(pairs):
+        keys = [key for key, _ in pairs]
+        duplicated = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicated:
+            raise IrnetEdgeError(f"{path} is not a valid model spec: {', '.join(duplicated)} given twice in one object")
+        return dict(pairs)
+
     try:
-        spec = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        spec = json.loads(path.read_text(), object_pairs_hook=unique_keys)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IrnetEdgeError(f"{path} is not valid JSON: {exc}") from None
-    return complete_spec(spec, DATASETS[dataset])
+    try:
+        return complete_spec(spec, DATASETS[dataset])
+    except IrnetEdgeError as exc:
+        raise IrnetEdgeError(f"{path}: {exc}") from None
 
 
 @main.command()

@@ -49,6 +49,16 @@ def _f64(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy()
 
 
+def _bn_gamma(bn: nn.Module) -> np.ndarray:
+    """A BatchNorm's scale; affine=False has none: 1."""
+    return _f64(bn.weight) if bn.weight is not None else np.ones(bn.num_features)
+
+
+def _bn_beta(bn: nn.Module) -> np.ndarray:
+    """A BatchNorm's shift; affine=False has none: 0."""
+    return _f64(bn.bias) if bn.bias is not None else np.zeros(bn.num_features)
+
+
 def _check_finite(layer: _Layer) -> None:
     for name, value in list(layer.module.named_parameters()) + list(layer.module.named_buffers()):
         if value.is_floating_point() and not torch.isfinite(value).all():
@@ -187,8 +197,8 @@ class _Exporter:
         if layer.type == "batchnorm1d" and x.height * x.width != 1:
             raise self._unsupported(layer, "a batchnorm1d over a flattened feature map must precede a linear layer")
         bn = layer.module
-        inv = _f64(bn.weight) / np.sqrt(_f64(bn.running_var) + bn.eps)
-        add = _f64(bn.bias) - _f64(bn.running_mean) * inv
+        inv = _bn_gamma(bn) / np.sqrt(_f64(bn.running_var) + bn.eps)
+        add = _bn_beta(bn) - _f64(bn.running_mean) * inv
         return self._op("affine", [x], self._tensor("f32", *x.shape), _describe(layer), attrs={"act": act},
                         consts={"mult": inv.astype(np.float32), "add": add.astype(np.float32)})
 
@@ -256,9 +266,9 @@ class _Exporter:
         bias = _f64(module.bias) if module.bias is not None else np.zeros(weight.shape[0])
         mult, add = scale.copy(), bias.copy()
         if bn is not None:
-            inv = _f64(bn.module.weight) / np.sqrt(_f64(bn.module.running_var) + bn.module.eps)
+            inv = _bn_gamma(bn.module) / np.sqrt(_f64(bn.module.running_var) + bn.module.eps)
             mult = scale * inv
-            add = _f64(bn.module.bias) + (bias - _f64(bn.module.running_mean)) * inv
+            add = _bn_beta(bn.module) + (bias - _f64(bn.module.running_mean)) * inv
         mult32, add32 = mult.astype(np.float32), add.astype(np.float32)
         source = ", ".join(_describe(lay) for lay in layers[i:j])
         act_name = act.type if act is not None else "none"
@@ -296,8 +306,8 @@ class _Exporter:
             if pre_bn is not None:  # BatchNorm1d before the classifier, folded into it
                 if not linear:
                     raise self._unsupported(pre_bn, "batchnorm1d must precede a linear layer")
-                inv = _f64(pre_bn.module.weight) / np.sqrt(_f64(pre_bn.module.running_var) + pre_bn.module.eps)
-                shift = _f64(pre_bn.module.bias) - _f64(pre_bn.module.running_mean) * inv
+                inv = _bn_gamma(pre_bn.module) / np.sqrt(_f64(pre_bn.module.running_var) + pre_bn.module.eps)
+                shift = _bn_beta(pre_bn.module) - _f64(pre_bn.module.running_mean) * inv
                 add = add + mult * (w.reshape(cout, -1) @ shift.reshape(-1))
                 w = w * inv.reshape(1, x.channels, x.height, x.width)
                 add32 = add.astype(np.float32)

@@ -13,38 +13,51 @@ import torch
 from torch import nn
 
 from ..errors import IrnetEdgeError
+from . import schema
 from .layers import InputNorm, IRConv2d, IRLinear, Residual, ShortcutA
-
-SPEC_FORMAT = 1
+from .schema import (
+    PREFIX,
+    SPEC_FORMAT,
+    check_rules,
+    to_dict,
+    validate_layers,
+    validate_spec,
+    validate_spec_file,
+)
 
 
 @dataclass(frozen=True)
 class NodeType:
     name: str
     module_type: type
-    build: Callable[[dict], nn.Module]
-    describe: Callable[[nn.Module], dict]
+    build: Callable  # validated node (irnet_edge.nn.schema) -> module
+    describe: Callable[[nn.Module], dict]  # module -> raw fields, checked by the schema
 
 
-def _int(value) -> int:
-    """Conv attributes are tuples in PyTorch; the spec keeps square kernels, strides and paddings."""
+def _int(value):
+    """Conv attributes are tuples in PyTorch; the spec keeps square kernels, strides and paddings. Anything
+    else (padding="same") goes to the schema as it is, which refuses it by name."""
     if isinstance(value, tuple):
         if len(set(value)) != 1:
             raise IrnetEdgeError(f"only square kernels, strides and paddings are supported, got {value}")
-        return int(value[0])
-    return int(value)
+        return value[0]
+    return value
 
 
 def _conv_params(m: nn.Conv2d) -> dict:
-    if m.groups != 1 or _int(m.dilation) != 1 or m.padding_mode != "zeros":
-        raise IrnetEdgeError("Conv2d with groups, dilation or non-zero padding_mode is not supported")
     return {"in_channels": m.in_channels, "out_channels": m.out_channels,
             "kernel_size": _int(m.kernel_size), "stride": _int(m.stride), "padding": _int(m.padding),
-            "bias": m.bias is not None}
+            "bias": m.bias is not None, "groups": m.groups, "dilation": _int(m.dilation),
+            "padding_mode": m.padding_mode}
 
 
-def _build_sequence(nodes: list[dict]) -> nn.Sequential:
-    return nn.Sequential(*(build_layer(node) for node in nodes))
+def _bn_params(m: nn.modules.batchnorm._BatchNorm) -> dict:
+    return {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum, "affine": m.affine,
+            "track_running_stats": m.track_running_stats}
+
+
+def _build_sequence(nodes) -> nn.Sequential:
+    return nn.Sequential(*(_build(node) for node in nodes))
 
 
 def _describe_sequence(seq: nn.Sequential) -> list[dict]:
@@ -53,72 +66,66 @@ def _describe_sequence(seq: nn.Sequential) -> list[dict]:
 
 NODE_TYPES = [
     NodeType("input_norm", InputNorm,
-             lambda n: InputNorm(n["mean"], n["std"]),
+             lambda n: InputNorm(n.mean, n.std),
              lambda m: {"mean": m.mean_values, "std": m.std_values}),
     NodeType("irconv2d", IRConv2d,
-             lambda n: IRConv2d(n["in_channels"], n["out_channels"], n["kernel_size"], n["stride"],
-                                n["padding"], n["bias"], n["binary_act"], n["padding_value"]),
+             lambda n: IRConv2d(n.in_channels, n.out_channels, n.kernel_size, n.stride, n.padding, n.bias,
+                                n.binary_act, n.padding_value),
              lambda m: {**_conv_params(m), "binary_act": m.binary_act, "padding_value": m.padding_value}),
     NodeType("conv2d", nn.Conv2d,
-             lambda n: nn.Conv2d(n["in_channels"], n["out_channels"], n["kernel_size"], n["stride"],
-                                 n["padding"], bias=n["bias"]),
+             lambda n: nn.Conv2d(n.in_channels, n.out_channels, n.kernel_size, n.stride, n.padding, bias=n.bias),
              _conv_params),
     NodeType("batchnorm2d", nn.BatchNorm2d,
-             lambda n: nn.BatchNorm2d(n["num_features"], eps=n["eps"]),
-             lambda m: {"num_features": m.num_features, "eps": m.eps}),
+             lambda n: nn.BatchNorm2d(n.num_features, eps=n.eps, momentum=n.momentum, affine=n.affine),
+             _bn_params),
     NodeType("batchnorm1d", nn.BatchNorm1d,
-             lambda n: nn.BatchNorm1d(n["num_features"], eps=n["eps"]),
-             lambda m: {"num_features": m.num_features, "eps": m.eps}),
+             lambda n: nn.BatchNorm1d(n.num_features, eps=n.eps, momentum=n.momentum, affine=n.affine),
+             _bn_params),
     NodeType("irlinear", IRLinear,
-             lambda n: IRLinear(n["in_features"], n["out_features"], n["bias"], n["binary_act"]),
+             lambda n: IRLinear(n.in_features, n.out_features, n.bias, n.binary_act),
              lambda m: {"in_features": m.in_features, "out_features": m.out_features,
                         "bias": m.bias is not None, "binary_act": m.binary_act}),
     NodeType("linear", nn.Linear,
-             lambda n: nn.Linear(n["in_features"], n["out_features"], bias=n["bias"]),
+             lambda n: nn.Linear(n.in_features, n.out_features, bias=n.bias),
              lambda m: {"in_features": m.in_features, "out_features": m.out_features,
                         "bias": m.bias is not None}),
     NodeType("hardtanh", nn.Hardtanh,
              lambda n: nn.Hardtanh(),
-             lambda m: {} if (m.min_val, m.max_val) == (-1.0, 1.0) else _unsupported(m, "bounds other than +/-1")),
+             lambda m: {"min_val": m.min_val, "max_val": m.max_val}),
     NodeType("relu", nn.ReLU, lambda n: nn.ReLU(), lambda m: {}),
     NodeType("maxpool2d", nn.MaxPool2d,
-             lambda n: nn.MaxPool2d(n["kernel_size"], n["stride"]),
-             lambda m: {"kernel_size": _int(m.kernel_size), "stride": _int(m.stride)}
-             if _int(m.padding) == 0 and _int(m.dilation) == 1 and not m.ceil_mode
-             else _unsupported(m, "padding, dilation or ceil_mode")),
+             lambda n: nn.MaxPool2d(n.kernel_size, n.stride),
+             lambda m: {"kernel_size": _int(m.kernel_size), "stride": _int(m.stride), "padding": _int(m.padding),
+                        "dilation": _int(m.dilation), "ceil_mode": m.ceil_mode}),
     NodeType("global_avgpool", nn.AdaptiveAvgPool2d,
              lambda n: nn.AdaptiveAvgPool2d(1),
-             lambda m: {} if _int(m.output_size) == 1 else _unsupported(m, "output_size other than 1")),
+             lambda m: {"output_size": _int(m.output_size)}),
     NodeType("flatten", nn.Flatten,
              lambda n: nn.Flatten(),
-             lambda m: {} if (m.start_dim, m.end_dim) == (1, -1) else _unsupported(m, "start_dim != 1")),
-    NodeType("shortcut_a", ShortcutA, lambda n: ShortcutA(n["pad"]), lambda m: {"pad": m.pad}),
+             lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim}),
+    NodeType("shortcut_a", ShortcutA, lambda n: ShortcutA(n.pad), lambda m: {"pad": m.pad}),
     NodeType("residual", Residual,
-             lambda n: Residual(_build_sequence(n["body"]), _build_sequence(n["shortcut"])),
+             lambda n: Residual(_build_sequence(n.body), _build_sequence(n.shortcut)),
              lambda m: {"body": _describe_sequence(m.body), "shortcut": _describe_sequence(m.shortcut)}),
     NodeType("sequential", nn.Sequential,
-             lambda n: _build_sequence(n["layers"]),
+             lambda n: _build_sequence(n.layers),
              lambda m: {"layers": _describe_sequence(m)}),
 ]
 _BY_NAME = {t.name: t for t in NODE_TYPES}
+assert set(_BY_NAME) == set(schema.NODE_TYPES), "irnet_edge.nn.schema and spec.NODE_TYPES must name the same layers"
 SUPPORTED = ", ".join(t.name for t in NODE_TYPES)
 
 
-def _unsupported(module: nn.Module, what: str):
-    raise IrnetEdgeError(f"{type(module).__name__} with {what} is not supported")
+def _build(node) -> nn.Module:
+    return _BY_NAME[node.type].build(node)
 
 
 def build_layer(node: dict) -> nn.Module:
-    kind = _BY_NAME.get(node.get("type"))
-    if kind is None:
-        raise IrnetEdgeError(f"unknown layer type {node.get('type')!r} in the model spec; supported: {SUPPORTED}")
-    try:
-        return kind.build(node)
-    except KeyError as missing:
-        raise IrnetEdgeError(f"layer {node['type']!r} in the model spec lacks the field {missing}") from None
+    return _build(validate_layers([node])[0])
 
 
 def describe_layer(module: nn.Module) -> dict:
+    """A module's raw spec fields; the schema checks them (spec_from_module)."""
     # exact type match: IRConv2d is also an nn.Conv2d, and a subclass of a supported layer may
     # compute something else entirely
     for kind in NODE_TYPES:
@@ -128,52 +135,98 @@ def describe_layer(module: nn.Module) -> dict:
 
 
 def build_model(spec: dict) -> nn.Sequential:
+    """The model of a spec (a checkpoint's, a zoo's); its layers are checked by the schema first."""
+    if not isinstance(spec, dict):
+        raise IrnetEdgeError(f"{PREFIX}a model spec is an object, not {type(spec).__name__}")
     if spec.get("format") != SPEC_FORMAT:
         raise IrnetEdgeError(f"model spec format {spec.get('format')!r} is not {SPEC_FORMAT}; "
                              "upgrade irnet-edge to read this checkpoint")
-    return _build_sequence(spec["layers"])
+    return _build_sequence(validate_layers(spec.get("layers")))
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "x".join(str(d) for d in t.shape[1:])
+
+
+def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, int], offset: int = 0) -> torch.Tensor:
+    """A forward pass layer by layer, so a layer that does not fit its input is named. Also refuses what
+    deployment cannot export and only shapes decide. `offset`: layers put before the user's (input_norm)."""
+    x = torch.zeros(1, *shape)
+    last_map = shape  # the last C x H x W tensor, which flatten keeps as it is at deployment
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i, (node, module) in enumerate(zip(layers, model, strict=True)):
+                where = f"layer {i - offset} ({node['type']})"
+                following = layers[i + 1]["type"] if i + 1 < len(layers) else None
+                if node["type"] in ("linear", "irlinear") and x.dim() == 2 and last_map[1] != last_map[2]:
+                    raise IrnetEdgeError(f"{PREFIX}{where} follows a non-square {'x'.join(map(str, last_map))} "
+                                         "feature map, which deployment cannot export")
+                if node["type"] == "batchnorm1d" and last_map[1] * last_map[2] != 1 and following != "linear":
+                    raise IrnetEdgeError(f"{PREFIX}{where} normalizes a flattened {'x'.join(map(str, last_map))} "
+                                         "feature map: deployment folds it into a linear layer, which must follow it")
+                try:
+                    x = module(x)
+                except RuntimeError as exc:
+                    raise IrnetEdgeError(f"{PREFIX}{where} does not fit input {_shape(x)}: "
+                                         f"{str(exc).splitlines()[0]}") from None
+                if x.dim() == 4:
+                    last_map = tuple(x.shape[1:])
+    finally:
+        model.train(was_training)
+    return x
 
 
 def spec_from_module(model: nn.Sequential, input_shape: tuple[int, int, int], name: str = "custom") -> dict:
-    """Describe a user model (an nn.Sequential of supported layers) as a spec.
+    """Describe a user model (an nn.Sequential of supported layers) as a spec, checked by the schema and the
+    rules deployment needs.
 
     The number of classes is read off a forward pass so the spec cannot disagree with the model.
     """
     if not isinstance(model, nn.Sequential):
         raise IrnetEdgeError("a custom model must be an nn.Sequential of irnet_edge.nn layers")
-    layers = _describe_sequence(model)
+    raw = _describe_sequence(model)
     channels, height, width = input_shape
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.zeros(1, channels, height, width))
-    model.train(was_training)
+    layers = validate_layers(raw)
+    check_rules(layers, channels, normalized_input=False)
+    described = [to_dict(node) for node in layers]
+    out = _forward(model, described, (channels, height, width))
     if out.dim() != 2:
         raise IrnetEdgeError(f"a model must end in class logits (N, classes); this one gives {tuple(out.shape)}")
-    return {"format": SPEC_FORMAT, "name": name,
+    spec = {"format": SPEC_FORMAT, "name": name,
             "input": {"channels": channels, "height": height, "width": width},
-            "num_classes": int(out.shape[1]), "layers": layers}
+            "num_classes": int(out.shape[1]), "layers": described}
+    return to_dict(validate_spec(spec))
+
+
+def _dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 def complete_spec(spec: dict, dataset) -> dict:
-    """Fill what a hand-written spec may leave out from the dataset it trains on (input shape, classes,
-    format, input normalisation), then check that it builds and ends in the right number of logits."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
-        raise IrnetEdgeError('a model spec is a JSON object with a "layers" list (see README)')
-    layers = list(spec["layers"])
-    if not layers or layers[0].get("type") != "input_norm":
+    """Check a hand-written spec against the schema, its rules and the dataset it trains on, and fill what it
+    may leave out (input shape, classes, format, input normalisation). One IrnetEdgeError line if it is refused,
+    before anything is trained or written."""
+    user = validate_spec_file(spec)
+    expected = (dataset.channels, dataset.size, dataset.size)
+    if user.input is not None:
+        declared = (user.input.channels, user.input.height, user.input.width)
+        if declared != expected:
+            raise IrnetEdgeError(f"{PREFIX}input {_dims(declared)} is declared, but {dataset.name} images are "
+                                 f"{_dims(expected)}: declare {_dims(expected)} or leave \"input\" out")
+    if user.num_classes is not None and user.num_classes != dataset.num_classes:
+        raise IrnetEdgeError(f"{PREFIX}num_classes {user.num_classes} is declared, but {dataset.name} has "
+                             f"{dataset.num_classes} classes")
+    check_rules(user.layers, dataset.channels, normalized_input=True)
+    layers = [to_dict(node) for node in user.layers]
+    offset = 0
+    if layers[0]["type"] != "input_norm":
         layers.insert(0, {"type": "input_norm", "mean": list(dataset.mean), "std": list(dataset.std)})
-    full = {"format": SPEC_FORMAT, "name": spec.get("name", "custom"),
-            "input": spec.get("input", {"channels": dataset.channels, "height": dataset.size,
-                                        "width": dataset.size}),
-            "num_classes": spec.get("num_classes", dataset.num_classes), "layers": layers}
-    model = build_model(full)
-    shape = (full["input"]["channels"], full["input"]["height"], full["input"]["width"])
-    try:
-        described = spec_from_module(model, shape, full["name"])
-    except RuntimeError as exc:
-        raise IrnetEdgeError(f"the model spec does not fit input {shape}: {str(exc).splitlines()[0]}") from None
-    if described["num_classes"] != full["num_classes"]:
-        raise IrnetEdgeError(f"the model spec ends in {described['num_classes']} logits, "
-                             f"{full['num_classes']} classes are needed")
-    return described
+        offset = 1
+    model = build_model({"format": SPEC_FORMAT, "layers": layers})
+    out = _forward(model, layers, expected, offset)
+    if out.dim() != 2 or out.shape[1] != dataset.num_classes:
+        raise IrnetEdgeError(f"{PREFIX}the model ends in {_shape(out)} values, {dataset.num_classes} class logits "
+                             "are needed")
+    return spec_from_module(model, expected, user.name)
