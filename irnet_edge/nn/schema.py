@@ -528,7 +528,8 @@ def _fields_table(model: type[BaseModel]) -> list[str]:
             continue
         why = (info.json_schema_extra or {}).get("why")
         allowed = _expects(info) + (f" ({why})" if why else "")
-        default = "kernel_size" if (model, name) == (MaxPool2dNode, "stride") else _default_text(info)
+        default = ("kernel_size" if (model, name) == (MaxPool2dNode, "stride")
+                   else "the dataset's" if model is SpecFile and info.default is None else _default_text(info))
         rows.append(f"| `{name}` | {allowed} | {default} | {info.description} |")
     return rows
 
