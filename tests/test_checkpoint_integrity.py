@@ -11,8 +11,12 @@ from click.testing import CliRunner
 
 from irnet_edge.cli import main
 from irnet_edge.errors import IrnetEdgeError
+from irnet_edge.ir import export
 from irnet_edge.nn import build_model, zoo_spec
 from irnet_edge.nn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from irnet_edge.train import TrainConfig, train
+
+from .helpers import calibrated
 
 
 def _spec():
@@ -216,7 +220,8 @@ STRUCTURE = {
                          r"state_dict entry '5.weight' has shape \(32, 16, 3, 3\), the spec's layer 5 \(irconv2d\) "
                          r"needs \(1000000000000, 16, 3, 3\)"),
     # the spec's own fields are the schema's (build_model); load_checkpoint names the file
-    "spec field of the wrong type": (_set_layer(1, kernel_size="3"), r"checkpoint \S+: .*kernel_size"),
+    "spec field of the wrong type": (_set_layer(1, kernel_size="3"),
+                                     r"checkpoint \S+: .*(kernel_size|does not build a model)"),
     "unknown layer type": (_set_layer(4, type="gelu"), r"unknown layer type 'gelu'"),
     "spec does not fit its input": (lambda raw: raw["spec"]["input"].update(height=20, width=20),
                                     r"its spec does not fit its declared input \(1, 20, 20\)"),
@@ -265,3 +270,211 @@ def test_build_names_a_wrong_shape_set_after_loading(saved):
     with pytest.raises(IrnetEdgeError, match=r"do not match its architecture \(state_dict entry '15.weight' has "
                                              r"shape \(10, 100\), the spec's layer 15 \(linear\) needs \(10, 576\)"):
         ckpt.build()
+
+
+# ---- 3. folded constants the C cannot hold ---------------------------------------------------------
+
+@pytest.fixture
+def m0(tmp_path):
+    """mcu_m0 with real BatchNorm statistics and the helpers' extreme-but-finite scales (gamma 1e-9, negative):
+    layer 5 (irconv2d) emits thresholded bits, layer 9 (irconv2d) float outputs, 14 (batchnorm1d) folds into 15."""
+    images = torch.randint(0, 256, (128, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    return calibrated(_spec(), (1, 28, 28), images, "mnist", tmp_path / "m0.pt")
+
+
+def test_extreme_but_finite_scales_still_export(m0):
+    m0.state_dict["7.weight"][:] = 1e-9
+    m0.state_dict["11.weight"][::2] *= -1
+    m0.state_dict["14.weight"][:] = -1e-9
+    graph = export(m0)
+    assert [op.kind for op in graph.ops].count("bconv") == 2
+
+
+def _set(key, index, value):
+    return lambda sd: sd[key].view(-1).__setitem__(index, value)
+
+
+def _both(*edits):
+    return lambda sd: [edit(sd) for edit in edits]
+
+
+FOLDING = {
+    "negative running_var": (_set("7.running_var", 3, -0.5),
+                             r"cannot export layer 7 \(batchnorm2d\): running_var is negative in channel 3 \(-0.5\)"),
+    "all-zero binary filter": (lambda sd: sd["5.weight"][2].zero_(),
+                               r"cannot export layer 5 \(irconv2d\): filter 2: all its 144 weights are equal \(0\)"),
+    "constant binary filter": (lambda sd: sd["9.weight"][7].fill_(0.25),
+                               r"layer 9 \(irconv2d\): filter 7: all its 288 weights are equal \(0.25\)"),
+    "huge binary weights": (lambda sd: sd["9.weight"][4].uniform_(-1, 1).mul_(3.4e38),
+                            r"layer 9 \(irconv2d\): filter 4: its binary scale \(Libra-PB\) is nan: "
+                            r".* overflow float32"),
+    "threshold fold overflows": (_both(_set("7.weight", 1, 3e38), _set("7.running_var", 1, 0.0)),
+                                 r"cannot export layers 5 \(irconv2d\), .*7 \(batchnorm2d\).*: its folded mult is "
+                                 r"-?inf in output channel 1, which float32 C cannot hold"),
+    "float fold overflows": (_both(_set("11.weight", 6, -3e38), _set("11.running_var", 6, 0.0)),
+                             r"cannot export layers 9 \(irconv2d\), .*: its folded mult is -?inf in output channel 6"),
+    "binary dot product overflows": (_both(_set("11.weight", 0, 3e37), _set("11.running_var", 0, 1.0),
+                                           _set("11.running_mean", 0, 0.0)),
+                                     r"layers 9 \(irconv2d\).*: output channel 0 scales dot products of up to 288 by "
+                                     r".*overflows float32"),
+    "classifier fold overflows": (_both(_set("14.weight", 5, 3e38), _set("14.running_var", 5, 0.0)),
+                                  r"cannot export layers 14 \(batchnorm1d\), 15 \(linear\): its folded weight is "
+                                  r"-?inf"),
+}
+
+
+@pytest.mark.parametrize("case", FOLDING, ids=list(FOLDING))
+def test_constants_that_fold_to_nan_or_inf_are_refused_by_layer(m0, tmp_path, case):
+    edit, message = FOLDING[case]
+    edit(m0.state_dict)
+    with pytest.raises(IrnetEdgeError, match=message) as err:
+        export(m0)
+    assert "\n" not in str(err.value)
+    path, out = tmp_path / "bad.pt", tmp_path / "gen"
+    save_checkpoint(m0, path)
+    result = CliRunner().invoke(main, ["codegen", str(path), "--out", str(out)])
+    _assert_one_error_line(result, "cannot export layer")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("mean, std, message", [
+    (0.5, 0.0, r"std"),  # the schema refuses it first, or export does
+    (0.5, float("nan"), r"std"),
+    (0.5, 1e-40, r"input channel 0 has mean 0.5 and std \S+; \(pixel / 255 - mean\) / std needs"),
+    (3e38, 1e-3, r"input channel 0 has mean 3e\+38"),
+    (0.5, float("inf"), r"std"),
+])
+def test_input_normalisation_the_c_cannot_compute_is_refused(m0, mean, std, message):
+    m0.spec["layers"][0].update(mean=[mean], std=[std])
+    with pytest.raises(IrnetEdgeError, match=message):
+        export(m0)
+
+
+def test_bn_eps_zero_is_refused(m0):
+    m0.spec["layers"][3]["eps"] = 0.0
+    with pytest.raises(IrnetEdgeError, match=r"layer 3 \(batchnorm2d\).*eps"):
+        export(m0)
+
+
+# ---- 4. training that diverges ----------------------------------------------------------------------
+
+def _tiny(mnist_dir, **kw):
+    return TrainConfig(**{"arch": "mcu_m0", "dataset": "mnist", "data_dir": str(mnist_dir), "epochs": 1,
+                          "train_limit": 256, "batch_size": 64, **kw})
+
+
+QUIET = {"progress": False, "log": lambda s: None}
+
+
+def test_a_diverging_run_stops_and_writes_nothing(mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(IrnetEdgeError, match=r"training diverged in epoch 1/1: (the loss became non-finite at step "
+                                             r"\d/4|its weights became non-finite \(\S+\) by step \d/4|its test loss "
+                                             r"became nan) .*with learning rate 1e\+06; nothing was written\. Lower "
+                                             r"the learning rate, e\.g\. --lr 100000$") as err:
+        train(_tiny(mnist_dir, lr=1e6), out, **QUIET)
+    assert "\n" not in str(err.value)
+    assert not out.exists()
+
+
+def test_nan_that_binarization_hides_from_the_loss_is_caught_in_the_weights(mnist_dir, tmp_path, monkeypatch):
+    """NaN images at step 2: the binary layers turn NaN into -1, so the loss stays finite, but the gradient
+    makes the first conv's weights NaN."""
+    from irnet_edge.train import trainer
+
+    calls, real = {"n": 0}, trainer.random_crop_flip
+
+    def poisoned(*args):
+        calls["n"] += 1
+        images = real(*args)
+        return images if calls["n"] != 2 else images.float() * float("nan")  # to_input keeps the NaN
+
+    monkeypatch.setattr(trainer, "random_crop_flip", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(IrnetEdgeError, match=r"training diverged in epoch 1/1: its weights became non-finite "
+                                             r"\(1\.weight\) by step 4/4 with learning rate 0\.1; nothing was "
+                                             r"written"):
+        train(_tiny(mnist_dir), out, **QUIET)
+    assert not out.exists()
+
+
+def test_cli_train_with_a_huge_lr_exits_1_with_one_error_line(mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--arch", "mcu_m0", "--dataset", "mnist", "--data-dir",
+                                       str(mnist_dir), "--epochs", "1", "--train-limit", "256", "--batch-size", "64",
+                                       "--lr", "1e6", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and result.output.rstrip().endswith(errors[0]), result.output
+    assert "training diverged in epoch 1/1" in errors[0] and "--lr 100000" in errors[0]
+    assert not out.exists()
+
+
+def test_divergence_in_a_later_epoch_keeps_the_last_finite_checkpoint(mnist_dir, tmp_path, monkeypatch):
+    """Epoch 1 trains and is written; a NaN loss at epoch 2, step 3 stops the run and leaves every file of
+    epoch 1 byte for byte."""
+    from irnet_edge.train import trainer
+
+    out = tmp_path / "run"
+    train(_tiny(mnist_dir, epochs=2), out, stop_after=1, **QUIET)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"model.pt", "metrics.json", "training_curve.png"}
+    calls, real = {"n": 0}, trainer.F.cross_entropy
+
+    def poisoned(*args, **kwargs):  # the loss of epoch 2, step 3 (evaluation comes after the epoch's steps)
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss if calls["n"] != 3 else loss * float("nan")
+
+    monkeypatch.setattr(trainer.F, "cross_entropy", poisoned)
+    with pytest.raises(IrnetEdgeError, match=rf"training diverged in epoch 2/2: the loss became non-finite at step "
+                                             rf"3/4 with learning rate 0\.1; {out / 'model.pt'} still holds epoch 1, "
+                                             r"the last finite one\. Lower the learning rate, e\.g\. --lr 0\.01"):
+        train(_tiny(mnist_dir, epochs=2), out, resume=True, **QUIET)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert load_checkpoint(out / "model.pt").train_state["epoch"] == 1
+
+
+def test_weights_that_overflow_in_the_last_step_are_not_saved(mnist_dir, tmp_path, monkeypatch):
+    """A weight that overflows in the epoch's last step never meets a loss: the epoch's weights are checked too."""
+    real_step, steps = torch.optim.SGD.step, {"n": 0}
+
+    def step(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        steps["n"] += 1
+        if steps["n"] == 4:  # the last of 256 / 64
+            self.param_groups[0]["params"][1].data[0] = float("inf")  # layer 3's BatchNorm gamma
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    out = tmp_path / "run"
+    with pytest.raises(IrnetEdgeError, match=r"training diverged in epoch 1/1: its weights became non-finite "
+                                             r"\(3\.weight\) by step 4/4 with learning rate 0\.1; nothing was written"):
+        train(_tiny(mnist_dir), out, **QUIET)
+    assert not out.exists()
+
+
+def test_fewer_training_images_than_one_batch_is_refused(mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(IrnetEdgeError, match=r"--train-limit 10 leaves 10 training images, fewer than one batch of "
+                                             r"64; pass --batch-size 10 or less, or a larger --train-limit"):
+        train(_tiny(mnist_dir, train_limit=10), out, **QUIET)
+    assert not out.exists()
+    result = CliRunner().invoke(main, ["train", "--arch", "mcu_m0", "--dataset", "mnist", "--data-dir",
+                                       str(mnist_dir), "--train-limit", "5", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 1 and "--train-limit 5 leaves 5 training images, fewer than one batch of 128" in \
+        result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0])
+def test_a_non_finite_learning_rate_is_refused(mnist_dir, tmp_path, lr):
+    with pytest.raises(IrnetEdgeError, match=r"--lr \S+ is not a finite, positive number"):
+        train(_tiny(mnist_dir, lr=lr), tmp_path / "run", **QUIET)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_of_a_checkpoint_without_training_state_is_refused(saved, tmp_path):
+    path, _ = saved
+    with pytest.raises(IrnetEdgeError, match=r"--resume: \S+ holds no training state to continue"):
+        train(TrainConfig(arch="mcu_m0", dataset="mnist"), path.parent, resume=True, **QUIET)

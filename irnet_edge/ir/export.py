@@ -6,6 +6,7 @@ becomes one conv/linear op with a fused per-channel affine (Libra-PB scale, bias
 emitting packed bits through integer thresholds when its only consumer binarizes it, plus a pooling op.
 Residual blocks become an add; a BatchNorm1d right before the classifier folds into it.
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,7 @@ def _check_finite(layer: _Layer) -> None:
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise IrnetEdgeError(f"layer {layer.path} ({layer.type}) has non-finite values in {name}; "
                                  "the checkpoint is damaged or training diverged: re-train it")
+    _check_foldable(layer)
 
 
 def thresholds(mult: np.ndarray, add: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +94,77 @@ def thresholds(mult: np.ndarray, add: np.ndarray, k: int) -> tuple[np.ndarray, n
     return flip, limit
 
 
+# ---- constants the C can hold -------------------------------------------------------------------
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_foldable(layer: _Layer) -> None:
+    """Finite values that folding would still turn into NaN, 0/0 or inf, refused by cause and layer."""
+    m, where = layer.module, f"cannot export layer {layer.path} ({layer.type})"
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if not (isinstance(m.eps, (int, float)) and math.isfinite(m.eps) and m.eps > 0):
+            raise IrnetEdgeError(f"{where}: its eps is {m.eps!r}; BatchNorm divides by sqrt(running_var + eps), "
+                                 "which needs eps > 0 (PyTorch's default is 1e-5): fix the spec and re-train")
+        var = m.running_var
+        if var is not None and bool((var < 0).any()):
+            c = int(torch.nonzero(var < 0)[0, 0])
+            raise IrnetEdgeError(f"{where}: running_var is negative in channel {c} ({float(var[c]):.6g}); a variance "
+                                 "never is: the checkpoint is damaged or was edited, re-train it")
+    if isinstance(m, (IRConv2d, IRLinear)):
+        w = m.weight.detach()
+        flat = w.reshape(w.shape[0], -1)
+        spread = (flat - flat.mean(dim=1, keepdim=True)).std(dim=1, unbiased=True)
+        scale = libra_scale(libra_standardize(w)).flatten()
+        bad = ~(torch.isfinite(spread) & (spread > 0) & torch.isfinite(scale) & (scale > 0))
+        if bool(bad.any()):
+            c = int(torch.nonzero(bad)[0, 0])
+            if float(spread[c]) == 0:
+                why = (f"all its {flat.shape[1]} weights are equal ({float(flat[c, 0]):.6g}), so Libra-PB cannot "
+                       "standardise it and its binary scale is 0/0")
+            else:
+                why = (f"its binary scale (Libra-PB) is {float(scale[c]):.6g}: its weights (up to "
+                       f"{float(flat[c].abs().max()):.3g}) overflow float32 when standardised")
+            raise IrnetEdgeError(f"{where}: filter {c}: {why}; the checkpoint is damaged or training diverged, "
+                                 "re-train it")
+
+
+def _check_constants(kind: str, source: str, inputs: list, attrs: dict, consts: dict) -> None:
+    """Every folded constant of an op is a finite float32 and what the kernel computes from it stays finite:
+    the C has no literal for inf or NaN, and NaN logits compare differently on x86 and ARM."""
+    where = f"cannot export {'layers' if ', ' in source else 'layer'} {source}"
+    if kind == "normalize":
+        mean, std = consts["mean"].astype(np.float32), consts["std"].astype(np.float32)
+        pixels = (np.arange(256, dtype=np.float32) / np.float32(255.0))[:, None]
+        with np.errstate(all="ignore"):
+            values = (pixels - mean[None, :]) / std[None, :]
+        bad = ~(np.isfinite(mean) & np.isfinite(std) & (std != 0) & np.isfinite(values).all(axis=0))
+        if bad.any():
+            c = int(np.argmax(bad))
+            raise IrnetEdgeError(f"{where}: input channel {c} has mean {float(mean[c]):.6g} and std "
+                                 f"{float(std[c]):.6g}; (pixel / 255 - mean) / std needs a finite mean and a finite, "
+                                 "non-zero std that keep it within float32: fix the spec's input_norm")
+        return
+    for name, value in consts.items():
+        array = np.asarray(value)
+        if array.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(array.astype(np.float32))
+        if bad.any():
+            channel = int(np.unravel_index(int(np.argmax(bad)), array.shape)[0])
+            raise IrnetEdgeError(f"{where}: its folded {name} is {array.flat[int(np.argmax(bad))]} in output channel "
+                                 f"{channel}, which float32 C cannot hold: folding overflows float32 (|x| > 3.4e38; "
+                                 "a BatchNorm gamma / sqrt(running_var + eps), weight or bias far too large); "
+                                 "re-train it")
+    if kind == "bconv" and attrs.get("out") == "f32":  # y = fl(fl(d * mult) + add) for |d| <= k * k * cin
+        reach = np.float32(attrs["k"] * attrs["k"] * inputs[0].channels)
+        with np.errstate(all="ignore"):
+            extreme = np.abs(reach * consts["mult"].astype(np.float32)) + np.abs(consts["add"].astype(np.float32))
+        if not np.isfinite(extreme).all():
+            c = int(np.argmax(~np.isfinite(extreme)))
+            raise IrnetEdgeError(f"{where}: output channel {c} scales dot products of up to {int(reach)} by "
+                                 f"{float(consts['mult'][c]):.6g}, which overflows float32: re-train it")
+
+
 class _Exporter:
     def __init__(self, ckpt: Checkpoint):
         self.spec = ckpt.spec
@@ -109,6 +182,7 @@ class _Exporter:
         return t
 
     def _op(self, kind: str, inputs: list[Tensor], output: Tensor, source: str, attrs=None, consts=None) -> Tensor:
+        _check_constants(kind, source, inputs, attrs or {}, consts or {})
         name = f"op{len(self.graph.ops)}_{kind}"
         self.graph.ops.append(Op(kind, name, [t.name for t in inputs], output.name, attrs or {}, consts or {},
                                  source))
@@ -272,6 +346,7 @@ class _Exporter:
         mult32, add32 = mult.astype(np.float32), add.astype(np.float32)
         source = ", ".join(_describe(lay) for lay in layers[i:j])
         act_name = act.type if act is not None else "none"
+        _check_constants("fold", source, [], {}, {"mult": mult32, "add": add32})  # before thresholds() use them
         if linear:
             spatial = (1, 1)
             k, stride, pad, padding_value = x.height, 1, 0, "zero"

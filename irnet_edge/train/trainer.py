@@ -125,7 +125,14 @@ def _check_out_dir(out: Path, resume: bool, force: bool) -> Checkpoint | None:
     if resume:
         if not existing.is_file():
             raise IrnetEdgeError(f"--resume: {existing} does not exist; start a new run without --resume")
-        return load_checkpoint(existing)
+        saved = load_checkpoint(existing)
+        state = saved.train_state
+        if (not isinstance(saved.config.get("train_config"), dict) or not isinstance(state, dict)
+                or not isinstance(state.get("epoch"), int) or isinstance(state.get("epoch"), bool)
+                or not all(isinstance(state.get(k), dict) for k in ("optimizer", "scheduler"))):
+            raise IrnetEdgeError(f"--resume: {existing} holds no training state to continue (it was not written by "
+                                 "`irnet-edge train`, or was edited); start a new run with --force")
+        return saved
     if existing.exists() and not force:
         raise IrnetEdgeError(f"{out} already holds a training run; pass --resume to continue it "
                              "or --force to start over")
@@ -160,6 +167,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
                             epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                             batch_size=config.batch_size, ede_per=config.ede_per)
     schedule = EDESchedule(recipe.t_min, recipe.t_max, recipe.ede_per)
+    for name in ("lr", "weight_decay"):
+        value = getattr(recipe, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 and (value or name != "lr")):
+            wanted = "positive" if name == "lr" else "non-negative"
+            raise IrnetEdgeError(f"--{name.replace('_', '-')} {value!r} is not a finite, {wanted} number")
     if recipe.batch_size % env.world:
         raise IrnetEdgeError(f"batch size {recipe.batch_size} does not split over {env.world} processes")
     info = get_dataset_info(config.dataset)
@@ -184,8 +196,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
     history, start_epoch = [], 0
     if saved is not None:
         model.load_state_dict(saved.state_dict)
-        optimizer.load_state_dict(saved.train_state["optimizer"])
-        scheduler.load_state_dict(saved.train_state["scheduler"])
+        try:
+            optimizer.load_state_dict(saved.train_state["optimizer"])
+            scheduler.load_state_dict(saved.train_state["scheduler"])
+        except Exception as exc:  # ValueError, KeyError, TypeError: a state of another model or an edited one
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise IrnetEdgeError(f"--resume: the optimizer state in {out / MODEL_FILE} does not fit its model "
+                                 f"({detail}); start a new run with --force") from None
         history = saved.metrics.get("history", [])
         start_epoch = saved.train_state["epoch"]
         if start_epoch >= recipe.epochs:
@@ -195,6 +212,12 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
 
     per_rank_batch = recipe.batch_size // env.world
     batches = train_labels.shape[0] // env.world // per_rank_batch
+    if batches == 0:  # refused rather than shrinking the batch: the recipe's lr belongs to its batch size
+        limit = f"--train-limit {config.train_limit} leaves" if config.train_limit else f"{info.name} has"
+        raise IrnetEdgeError(f"{limit} {train_labels.shape[0]} training images, fewer than one batch of "
+                             f"{recipe.batch_size}{f' over {env.world} processes' if env.world > 1 else ''}; pass "
+                             f"--batch-size {max(env.world, train_labels.shape[0] // env.world * env.world)} or "
+                             "less, or a larger --train-limit")
     total_iters = recipe.epochs * batches
     k, t = schedule.at(start_epoch, recipe.epochs)
     train_config = asdict(config) | {"epochs": recipe.epochs}
@@ -211,6 +234,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
         mine = order[env.rank::env.world].to(env.device)
         augment_rng = torch.Generator().manual_seed((config.seed * 100003 + epoch) * 1009 + env.rank)
         loss_sum = torch.zeros((), device=env.device)
+        bad_step = torch.full((), -1, dtype=torch.long, device=env.device)  # first step with a non-finite loss
         correct = torch.zeros((), device=env.device, dtype=torch.long)
         if recipe.ede_per == "epoch":
             k, t = schedule.at(epoch, recipe.epochs)
@@ -226,6 +250,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
             y = train_labels[idx]
             logits = net(x)
             loss = F.cross_entropy(logits, y)
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), i, bad_step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -233,6 +258,17 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
             correct += (logits.argmax(1) == y).sum()
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+            if i % 20 == 19 or i == batches - 1:  # one synchronisation every 20 steps, as the progress bar's
+                step = _first_bad_step(bad_step, batches, env)
+                if step is not None:
+                    bar.close()
+                    raise _diverged(out, epoch, recipe.epochs,
+                                    f"the loss became non-finite at step {step + 1}/{batches}", recipe.lr, env)
+                name = _non_finite(model)  # binarization turns NaN activations into -1: the loss can stay finite
+                if _agree(name is not None, env):
+                    bar.close()
+                    what = f"its weights became non-finite ({name or 'on another process'}) by step {i + 1}/{batches}"
+                    raise _diverged(out, epoch, recipe.epochs, what, recipe.lr, env)
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         seen = batches * per_rank_batch
@@ -240,8 +276,16 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
             stats = torch.stack([loss_sum, correct.float()])
             dist.all_reduce(stats)
             loss_sum, correct, seen = stats[0], stats[1], seen * env.world
-        if env.main:
+        name = _non_finite(model)
+        problem = None if name is None else f"its weights became non-finite ({name})"
+        if env.main and problem is None:
             test_acc, test_loss = evaluate(model, test_set.images, test_set.labels, device=env.device)
+            if not (math.isfinite(test_loss) and math.isfinite(loss_sum.item())):
+                problem = f"its test loss became {test_loss:.3g} (train loss {loss_sum.item() / seen:.3g})"
+        if _agree(problem is not None, env):
+            raise _diverged(out, epoch, recipe.epochs, problem or "another process's model became non-finite",
+                            recipe.lr, env)
+        if env.main:
             history.append({"epoch": epoch + 1, "train_loss": loss_sum.item() / seen,
                             "train_accuracy": correct.item() / seen, "test_loss": test_loss,
                             "test_accuracy": test_acc, "lr": lr, "k": k, "t": t,
@@ -263,6 +307,46 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
     if env.world > 1:
         dist.destroy_process_group()
     return json.loads((out / METRICS_FILE).read_text()) if env.main else {}
+
+
+def _non_finite(model: nn.Module) -> str | None:
+    """The first parameter or buffer holding NaN or inf, or None (one synchronisation on a GPU)."""
+    values = [(name, value) for name, value in model.state_dict().items() if value.is_floating_point()]
+    finite = torch.stack([torch.isfinite(value).all() for _, value in values])
+    return None if bool(finite.all()) else values[int(torch.nonzero(~finite)[0, 0])][0]
+
+
+def _first_bad_step(bad_step: torch.Tensor, batches: int, env: _Dist) -> int | None:
+    """The first step of this epoch whose loss was non-finite on any process, or None."""
+    first = torch.where(bad_step < 0, torch.full_like(bad_step, batches), bad_step)
+    if env.world > 1:
+        dist.all_reduce(first, op=dist.ReduceOp.MIN)
+    step = int(first.item())
+    return None if step >= batches else step
+
+
+def _agree(flag: bool, env: _Dist) -> bool:
+    """True on every process when it is True on any (so that they stop together)."""
+    if env.world == 1:
+        return flag
+    value = torch.tensor(int(flag), device=env.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _diverged(out: Path, epoch: int, epochs: int, what: str, lr: float, env: _Dist) -> IrnetEdgeError:
+    """Training stops at the first non-finite loss or weight; what the last finite epoch wrote stays as it is."""
+    saved = out / MODEL_FILE
+    if epoch > 0 and saved.is_file():
+        kept = f"{saved} still holds epoch {epoch}, the last finite one"
+    elif saved.exists():
+        kept = f"{saved} was left as it was"
+    else:
+        kept = "nothing was written"
+    if env.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+    return IrnetEdgeError(f"training diverged in epoch {epoch + 1}/{epochs}: {what} with learning rate {lr:g}; "
+                          f"{kept}. Lower the learning rate, e.g. --lr {lr / 10:g}")
 
 
 def _metrics(history, spec, config, recipe, env, n_train, n_test) -> dict:
