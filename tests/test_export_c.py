@@ -18,10 +18,11 @@ from irnet_edge.ir import export, reference
 from irnet_edge.ir.bits import pack_negative, unpack_negative
 from irnet_edge.ir.export import thresholds
 from irnet_edge.nn import InputNorm, IRConv2d, IRLinear, zoo_spec
+from irnet_edge.nn.spec import describe_layer
 from irnet_edge.verify.compare import agreement, first_mismatch
 from irnet_edge.verify.host import run_c, verify
 
-from .helpers import briefly_trained, calibrated
+from .helpers import briefly_trained, calibrated, checkpoint_of
 
 
 def hwc(images: torch.Tensor) -> torch.Tensor:
@@ -255,7 +256,13 @@ def test_unsupported_layer_is_named_before_anything_is_written(tmp_path):
     model = nn.Sequential(InputNorm([0.5], [0.25]), nn.Conv2d(1, 8, 3), nn.ReLU(), IRConv2d(8, 8, 3),
                           nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 3 * 3, 10))
     images = torch.randint(0, 256, (8, 1, 7, 7), dtype=torch.uint8)
-    ckpt = calibrated(model, (1, 7, 7), images, "mnist", tmp_path / "m.pt")
+    # refused where the spec is accepted, before any training ...
+    with pytest.raises(IrnetEdgeError, match=r"layer 2 \(relu\)"):
+        calibrated(model, (1, 7, 7), images, "mnist", tmp_path / "m.pt")
+    # ... and by export, for a checkpoint whose spec was written without those rules
+    spec = {"format": 1, "name": "grid", "input": {"channels": 1, "height": 7, "width": 7}, "num_classes": 10,
+            "layers": [describe_layer(m) for m in model]}
+    ckpt = checkpoint_of(model, spec, "mnist", tmp_path / "m.pt")
     with pytest.raises(IrnetEdgeError, match=r"cannot export layer 2 \(relu\): ReLU followed by binarization"):
         export(ckpt)
     out = tmp_path / "out"
