@@ -455,7 +455,8 @@ def test_no_fused_multiply_add_in_the_objects(config, fast, trees, tmp_path):
         assert not flushing, f"{config}: Helium float arithmetic (subnormals flushed):\n" + "\n".join(flushing[:20])
     # positive control: the same portable kernels, the header's protections taken away
     (tmp_path / "control").mkdir()
-    unprotected = ["-ffp-contract=fast", "-DIRNET_EXACT_H", "-DIRNET_FENCE(x)=((void)0)", "-DIRNET_OPAQUE(x)=((void)0)"]
+    unprotected = ["-ffp-contract=fast", "-DIRNET_EXACT_H", "-DIRNET_FENCE(x)=((void)0)", "-DIRNET_OPAQUE(x)=((void)0)",
+                   "-DIRNET_SCALAR_LOOP="]
     control = compile_objects(cfg, src, [src / "irnet" / "irnet_kernels.c"], unprotected, tmp_path / "control")
     assert instructions(cfg, control, FUSED[cfg.isa]), f"{config}: the control produced no fused multiply-add"
     if cfg.helium and "-O3" in cfg.flags:
