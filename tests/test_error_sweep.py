@@ -266,8 +266,6 @@ def test_train_into_a_read_only_directory(mnist_dir, read_only):
     _train_into(read_only / "run", mnist_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="torch.save reports ENOSPC as a RuntimeError ('unexpected pos'), which "
-                   "nn/checkpoint.py's save_checkpoint does not yet turn into an IrnetEdgeError")
 def test_train_on_a_full_disk(mnist_dir, full_disk):
     _train_into(full_disk / "run", mnist_dir)
 

@@ -65,12 +65,19 @@ def atomic_write(path: Path, write) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise IrnetEdgeError(f"cannot write {path}: {reason[:1].lower()}{reason[1:]}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
-    atomic_write(Path(path), lambda tmp: torch.save(checkpoint.to_dict(), tmp))
+    # serialised in memory first: torch.save reports a full disk as a RuntimeError, a plain write as the OSError
+    # (ENOSPC) that the CLI turns into one line naming the path
+    buffer = io.BytesIO()
+    torch.save(checkpoint.to_dict(), buffer)
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 def file_sha256(path: Path) -> str:

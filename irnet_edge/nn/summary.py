@@ -75,7 +75,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Layer
             row.deployed_bytes = 4 * row.float_params
             row.float_macs = m.weight.numel() * math.prod(out_shape[2:])
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            row.float_params = 2 * m.num_features
+            row.float_params = sum(p.numel() for p in m.parameters())  # gamma and beta; none when affine=False
             folded = isinstance(previous, (nn.Conv2d, nn.Linear)) or isinstance(following, nn.Linear)
             row.deployed_bytes = 0 if folded else 8 * m.num_features
         elif isinstance(m, InputNorm):
