@@ -1,0 +1,348 @@
+"""The Python API: what the command line does, from Python.
+
+    model = irnet_edge.convert("runs/mcu_m4-fashion-mnist/model.pt")
+    print(model.summary())
+    logits = model.predict(images)          # computed by the generated C, compiled once on the host
+    model.save("generated")                 # what `irnet-edge codegen --out generated` writes
+    assert model.verify(images).exact == len(images)
+
+Inputs are a batch in one of two layouts, told apart by dtype:
+
+- ``uint8``: raw pixels, NHWC ``(N, H, W, C)``, as the generated ``NAME_infer`` takes them;
+- floating point: NCHW ``(N, C, H, W)`` values in [0, 1], as torchvision's ``ToTensor`` gives them. They are
+  converted to pixels with ``round(x * 255)`` (exact for ``k / 255``, so ``ToTensor`` output round-trips); values
+  outside [0, 1], NaN or infinities are refused.
+
+Both numpy arrays and torch tensors are accepted. Every wrong input raises one
+:class:`irnet_edge.errors.IrnetEdgeError` with a one-line message.
+"""
+import dataclasses
+import hashlib
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import IrnetEdgeError
+
+__all__ = ["CompiledModel", "convert"]
+
+_ARCHS = ("aarch64", "armv7")
+
+
+def _check_prefix(prefix: str) -> str:
+    from .codegen import check_prefix
+
+    if not isinstance(prefix, str):
+        raise IrnetEdgeError(f"prefix must be a string (a C identifier), got {type(prefix).__name__}")
+    try:
+        return check_prefix(prefix)
+    except IrnetEdgeError as exc:
+        raise IrnetEdgeError(str(exc).replace("--prefix", "prefix")) from None
+
+
+def _check_input_shape(input_shape) -> tuple[int, int, int]:
+    ok = (isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
+          and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape))
+    if not ok:
+        raise IrnetEdgeError(f"input_shape must be (channels, height, width) as three positive integers, got "
+                             f"{input_shape!r:.80}")
+    return tuple(input_shape)
+
+
+def _checkpoint_of_module(module: nn.Module, input_shape: tuple[int, int, int], name: str):
+    """An in-memory checkpoint of module (weights and BatchNorm statistics as they are), serialised and read back
+    through load_checkpoint, so it is checked like a file and has a SHA-256 for the generated banner."""
+    from .nn import binary_layers, spec_from_module
+    from .nn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+    state = {key: value.detach().cpu().clone() for key, value in module.state_dict().items()}
+    spec = spec_from_module(module, input_shape, name)  # a forward pass in eval mode; the state is copied before
+    binary = list(binary_layers(module))
+    ede = {"k": float(getattr(binary[0], "k", 1.0)), "t": float(getattr(binary[0], "t", 1.0))} if binary else \
+        {"k": 1.0, "t": 1.0}
+    with tempfile.TemporaryDirectory(prefix="irnet-edge-convert-") as tmp:
+        path = Path(tmp) / "model.pt"
+        save_checkpoint(Checkpoint(spec=spec, state_dict=state, ede=ede, config={"arch": name}), path)
+        return load_checkpoint(path)
+
+
+def convert(checkpoint_or_module, *, input_shape=None, name: str | None = None) -> "CompiledModel":
+    """Export a trained model to its deployment graph, ready to summarise, save as C, run, verify and bench.
+
+    checkpoint_or_module: a checkpoint path (``str`` or ``Path``, as written by ``irnet-edge train``), a
+        :class:`irnet_edge.nn.checkpoint.Checkpoint`, or an ``nn.Sequential`` of irnet_edge layers that starts
+        with :class:`irnet_edge.nn.InputNorm` (its weights and BatchNorm statistics are used as they are).
+    input_shape: ``(channels, height, width)`` of one input; required for a module, optional otherwise (then it
+        must match the checkpoint's).
+    name: the model's name (default: the checkpoint's, or ``"custom"`` for a module); the default C prefix is
+        derived from it.
+
+    Raises IrnetEdgeError for a missing or damaged checkpoint, an unsupported layer, or a model export cannot
+    handle.
+    """
+    from .ir import export
+    from .nn.checkpoint import Checkpoint, load_checkpoint
+
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise IrnetEdgeError(f"name must be a non-empty string, got {name!r:.60}")
+    if input_shape is not None:
+        input_shape = _check_input_shape(input_shape)
+    if isinstance(checkpoint_or_module, (str, Path)):
+        ckpt = load_checkpoint(checkpoint_or_module)
+    elif isinstance(checkpoint_or_module, Checkpoint):
+        ckpt = checkpoint_or_module
+    elif isinstance(checkpoint_or_module, nn.Module):
+        if input_shape is None:
+            raise IrnetEdgeError("convert(module) needs input_shape=(channels, height, width), e.g. (1, 28, 28)")
+        ckpt = _checkpoint_of_module(checkpoint_or_module, input_shape, name or "custom")
+    else:
+        raise IrnetEdgeError("convert takes a checkpoint path, an irnet_edge Checkpoint or an nn.Sequential, got "
+                             f"{type(checkpoint_or_module).__name__}")
+    if name is not None and ckpt.spec.get("name") != name:
+        ckpt = dataclasses.replace(ckpt, spec={**ckpt.spec, "name": name})
+    shape = (ckpt.spec["input"]["channels"], ckpt.spec["input"]["height"], ckpt.spec["input"]["width"])
+    if input_shape is not None and input_shape != shape:
+        raise IrnetEdgeError(f"input_shape {input_shape} differs from the checkpoint's input {shape}; leave it out")
+    if not ckpt.sha256:  # a Checkpoint made in memory: hash its serialised form
+        buffer = io.BytesIO()
+        torch.save(ckpt.to_dict(), buffer)
+        ckpt = dataclasses.replace(ckpt, sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+    return CompiledModel(ckpt, export(ckpt))
+
+
+class CompiledModel:
+    """A model exported to irnet-edge's deployment graph (use :func:`convert`).
+
+    Attributes: ``checkpoint`` (the Checkpoint), ``graph`` (the deployment graph), ``prefix`` (the default C
+    symbol prefix).
+    """
+
+    def __init__(self, checkpoint, graph):
+        from .codegen import default_prefix
+
+        self.checkpoint = checkpoint
+        self.graph = graph
+        self.prefix = default_prefix(checkpoint.spec["name"])
+        self._work: tempfile.TemporaryDirectory | None = None  # removed with the object
+        self._runner: Path | None = None
+        self._calls = 0
+
+    def __repr__(self) -> str:
+        return (f"CompiledModel({self.name!r}, input {'x'.join(map(str, self.input_shape))}, "
+                f"{self.num_classes} classes, weights {self.weight_bytes:,} B, arena {self.arena_bytes:,} B)")
+
+    # --- properties -----------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The model's name (from its spec)."""
+        return self.checkpoint.spec["name"]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one input."""
+        inp = self.checkpoint.spec["input"]
+        return (inp["channels"], inp["height"], inp["width"])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of logits per input."""
+        return int(self.graph.num_classes)
+
+    @property
+    def arena_bytes(self) -> int:
+        """Bytes of the static activation arena (RAM) the generated C uses, as planned exactly."""
+        from .codegen.planner import plan
+
+        return int(plan(self.graph)[1])
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of constants (bit-packed weights, thresholds, folded transforms) the generated C keeps in flash."""
+        return int(self.graph.const_bytes())
+
+    # --- inputs ---------------------------------------------------------------------------------------------
+
+    def _pixels(self, x, what: str = "x") -> torch.Tensor:
+        """x (see the module docstring) as a uint8 NHWC tensor."""
+        c, h, w = self.input_shape
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        elif not isinstance(x, np.ndarray):
+            raise IrnetEdgeError(f"{what} must be a numpy array or a torch tensor, got {type(x).__name__}")
+        if x.dtype == np.uint8:
+            if x.ndim != 4 or x.shape[1:] != (h, w, c):
+                hint = " (NCHW? uint8 pixels are NHWC: permute to (N, H, W, C))" if x.shape[1:] == (c, h, w) else ""
+                raise IrnetEdgeError(f"{what}: uint8 pixels must be NHWC (N, {h}, {w}, {c}), got {x.shape}{hint}")
+            pixels = np.ascontiguousarray(x)
+        elif np.issubdtype(x.dtype, np.floating):
+            if x.ndim != 4 or x.shape[1:] != (c, h, w):
+                hint = " (NHWC? float inputs are NCHW: permute to (N, C, H, W))" if x.shape[1:] == (h, w, c) else ""
+                raise IrnetEdgeError(f"{what}: float inputs must be NCHW (N, {c}, {h}, {w}) in [0, 1], got "
+                                     f"{x.shape}{hint}")
+            values = x.astype(np.float64)
+            if not np.isfinite(values).all():
+                raise IrnetEdgeError(f"{what} holds NaN or infinite values; float inputs must lie in [0, 1]")
+            if values.size and (values.min() < 0 or values.max() > 1):
+                raise IrnetEdgeError(f"{what} holds values in [{values.min():.4g}, {values.max():.4g}]; float inputs "
+                                     "must lie in [0, 1] (pixels / 255), or pass uint8 pixels NHWC")
+            pixels = np.ascontiguousarray(np.rint(values * 255).astype(np.uint8).transpose(0, 2, 3, 1))
+        else:
+            raise IrnetEdgeError(f"{what} has dtype {x.dtype}: pass uint8 pixels NHWC (N, {h}, {w}, {c}) or float "
+                                 f"values in [0, 1] NCHW (N, {c}, {h}, {w})")
+        if pixels.shape[0] == 0:
+            raise IrnetEdgeError(f"{what} is an empty batch; pass at least one input")
+        return torch.from_numpy(pixels)
+
+    # --- what the CLI does --------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """The per-layer table of ``irnet-edge summary``: output shapes, binary and full-precision parameters,
+        bytes as deployed, binary and float MACs, totals."""
+        from .nn.summary import format_summary, summarize
+
+        shape = self.input_shape
+        title = f"{self.name}: input {'x'.join(map(str, shape))}, {self.num_classes} classes"
+        return format_summary(summarize(self.checkpoint.build(), shape), title)
+
+    def save(self, directory, target: str = "host", prefix: str | None = None, force: bool = False,
+             selftest_input=None) -> dict:
+        """Write what ``irnet-edge codegen`` writes (C99 sources, the irnet runtime, build files, manifest.json)
+        into directory, atomically.
+
+        target: ``"host"``, ``"cortex-m"`` or ``"cortex-a"``. prefix: C symbol prefix (default: ``self.prefix``).
+        force: replace a non-empty directory. selftest_input: the input embedded for ``NAME_selftest`` (one input,
+        or a batch of one, in either layout); default: the first test image of the checkpoint's dataset when it
+        is found in the usual data locations, else seeded pseudo-random pixels.
+
+        Returns the manifest (a dict, as in manifest.json). Raises IrnetEdgeError for an unknown target, an
+        invalid prefix, a non-empty directory without force or an unwritable one.
+        """
+        from .codegen import check_out_dir, get_target, render, write_tree
+
+        out = Path(directory)
+        chosen = get_target(target)
+        check_out_dir(out, force)
+        prefix = _check_prefix(self.prefix if prefix is None else prefix)
+        pixels, source = None, ""
+        if selftest_input is not None:
+            if isinstance(selftest_input, (np.ndarray, torch.Tensor)) and selftest_input.ndim == 3:
+                selftest_input = selftest_input[None]
+            batch = self._pixels(selftest_input, "selftest_input")
+            if batch.shape[0] != 1:
+                raise IrnetEdgeError(f"selftest_input must be one input, got a batch of {batch.shape[0]}")
+            pixels, source = batch[0].numpy(), "an input given to CompiledModel.save"
+        else:
+            pixels, source = self._dataset_image()
+        files, manifest = render(self.graph, chosen, prefix, self.checkpoint.sha256, pixels, source)
+        write_tree(files, out, force)
+        return manifest
+
+    def _dataset_image(self):
+        from .data import load_split
+
+        dataset = self.checkpoint.config.get("dataset")
+        if not dataset:
+            return None, ""
+        try:
+            image = load_split(dataset, "test", download=False).images[0].permute(1, 2, 0).numpy()
+        except IrnetEdgeError:
+            return None, ""
+        c, h, w = self.input_shape
+        return (image, f"{dataset} test image 0") if image.shape == (h, w, c) else (None, "")
+
+    def predict(self, x) -> np.ndarray:
+        """Logits computed by the generated C, compiled once with gcc on the host (cached for this object's life).
+
+        x: uint8 pixels NHWC (N, H, W, C), or floats in [0, 1] NCHW (N, C, H, W); numpy or torch.
+        Returns float32 logits, shape (N, num_classes). Raises IrnetEdgeError for a wrong shape, dtype or value,
+        or when gcc or make is missing.
+        """
+        from .verify import toolchain
+        from .verify.host import build_runner
+
+        pixels = self._pixels(x)
+        if self._runner is None:
+            if self._work is None:
+                self._work = tempfile.TemporaryDirectory(prefix="irnet-edge-predict-")
+            self._runner, _ = build_runner(self.graph, self.prefix, self.checkpoint.sha256,
+                                           Path(self._work.name) / "c")
+        self._calls += 1
+        work = Path(self._work.name)
+        inputs, outputs = work / f"inputs{self._calls}.bin", work / f"outputs{self._calls}.bin"
+        try:
+            pixels.numpy().tofile(inputs)
+            toolchain.run(self._runner, inputs, outputs)
+            logits = np.fromfile(outputs, dtype=np.float32)
+        finally:
+            inputs.unlink(missing_ok=True)
+            outputs.unlink(missing_ok=True)
+        return logits.reshape(pixels.shape[0], self.num_classes)
+
+    def reference(self, x) -> np.ndarray:
+        """Logits of the reference executor (the deployed arithmetic in PyTorch) for the same inputs as
+        :meth:`predict`: float32, shape (N, num_classes), bit for bit what the C computes."""
+        from .ir import reference
+
+        return reference.run_batched(self.graph, self._pixels(x)).numpy().astype(np.float32, copy=False)
+
+    def verify(self, x, target: str = "host", arch: str | None = None, board: str | None = None,
+               cpu: str | None = None):
+        """Build the generated C for a target, run it on x and compare every logit bit for bit with the reference.
+
+        target: ``"host"`` (gcc), ``"cortex-a"`` (needs arch ``"aarch64"`` or ``"armv7"``; qemu-user) or
+        ``"cortex-m"`` (needs an emulated board, e.g. ``"mps2-an386"``; optional cpu; qemu-system-arm).
+        Returns a VerifyResult: ``samples``, ``exact`` (bit-exact samples), ``first_bad`` (index or None) and
+        ``mismatch`` (the first differing op, or None). Raises IrnetEdgeError for wrong inputs or options.
+        """
+        from .verify import host, qemu
+
+        board_spec = self._target(target, arch, board, cpu)
+        pixels = self._pixels(x)
+        if target == "cortex-m":
+            return qemu.verify(self.graph, self.prefix, self.checkpoint.sha256, pixels, board_spec, cpu,
+                               self.checkpoint.config.get("dataset") or "")
+        return host.verify(self.graph, self.prefix, self.checkpoint.sha256, pixels,
+                           arch=arch if target == "cortex-a" else None)
+
+    def bench(self, target: str = "host", arch: str | None = None, board: str | None = None,
+              cpu: str | None = None, baseline: bool = False):
+        """Count the instructions of one inference exactly, per op, under QEMU (``irnet-edge bench``).
+
+        target, arch, board, cpu: as for :meth:`verify`. baseline: also measure the float32 baseline.
+        Returns a BenchResult (``.to_json()`` gives schema irnet-edge-bench/1; ``irnet_edge.bench.to_text`` the
+        table). Raises IrnetEdgeError for wrong options or missing tools.
+        """
+        from .bench import TargetSpec
+        from .bench import bench as run_bench
+
+        board_spec = self._target(target, arch, board, cpu)
+        spec = TargetSpec(target, board=board_spec, cpu=cpu if target == "cortex-m" else None,
+                          arch=arch if target == "cortex-a" else None)
+        return run_bench(self.graph, self.prefix, self.checkpoint.sha256, spec, bool(baseline))
+
+    def _target(self, target: str, arch, board, cpu):
+        """Checks the target options; returns the board for cortex-m."""
+        from .codegen import TARGETS
+        from .codegen.firmware import board_names, cpu_names, load_board
+
+        if target not in TARGETS:
+            raise IrnetEdgeError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+        if target == "cortex-a" and arch not in _ARCHS:
+            raise IrnetEdgeError(f"target 'cortex-a' needs arch='aarch64' or arch='armv7', got {arch!r}")
+        if target != "cortex-a" and arch is not None:
+            raise IrnetEdgeError(f"arch is for target 'cortex-a', not {target!r}")
+        if target != "cortex-m":
+            if board is not None or cpu is not None:
+                raise IrnetEdgeError(f"board and cpu are for target 'cortex-m', not {target!r}")
+            return None
+        if board is None:
+            emulated = [b for b in board_names() if load_board(b).emulator]
+            raise IrnetEdgeError(f"target 'cortex-m' needs board=, one of the emulated boards: {', '.join(emulated)}")
+        if cpu is not None and cpu not in cpu_names():
+            raise IrnetEdgeError(f"unknown cpu {cpu!r}; available: {', '.join(cpu_names())}")
+        return load_board(board)
