@@ -116,6 +116,15 @@ def test_verify_host_all_exact(model, mnist_test):
     assert (result.samples, result.exact, result.first_bad) == (50, 50, None)
 
 
+
+def test_verify_emulated_targets_and_bench(model, mnist_test):
+    x = mnist_test.images[:4].float() / 255
+    for options in ({"target": "cortex-m", "board": "mps2-an386"}, {"target": "cortex-a", "arch": "aarch64"}):
+        result = model.verify(x, **options)
+        assert (result.samples, result.exact) == (4, 4), options
+    bench = model.bench(target="host").to_json()
+    assert bench["schema"].startswith("irnet-edge-bench/") and bench["model"] == "mcu_m0"
+
 NHWC = np.zeros((2, 28, 28, 1), np.uint8)
 NCHW = np.zeros((2, 1, 28, 28), np.float32)
 
