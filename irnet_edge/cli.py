@@ -1,13 +1,16 @@
-"""The command line: a thin Click layer over irnet_edge's modules."""
+"""The command line: a thin Click layer over irnet_edge's modules.
+
+torch (and every module that imports it) is imported inside the commands, so `irnet-edge --help` answers at
+once; the names offered as choices come from irnet_edge.names.
+"""
 import json
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .data import DATASETS
 from .errors import IrnetEdgeError
-from .train.ede import EDE_PER
+from .names import ARCHS, DATASETS, EDE_PER, ISAS, TARGETS, board_names, cpu_names
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # a bare `irnet-edge` prints its help
 
@@ -46,24 +49,30 @@ class _Group(click.Group):
             raise click.ClickException(f"cannot access{where}: {reason[:1].lower()}{reason[1:]}") from None
 
 
-@click.group(cls=_Group)
+def _examples(*lines: str) -> str:
+    """The end of a command's --help: two or three example command lines, kept as written (Click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@click.group(cls=_Group, epilog=_examples(
+    "irnet-edge train --arch mcu_m4 --dataset mnist --out runs/m4",
+    "irnet-edge verify runs/m4/model.pt --target cortex-a --isa aarch64",
+    "irnet-edge firmware runs/m4/model.pt --board mps2-an386 --out fw && irnet-edge run fw"))
 @click.version_option(__version__, prog_name="irnet-edge")
 def main():
     """Train IR-Net binary neural networks and deploy them as bit-exact C."""
 
 
-def _arch_names():
-    from .nn.zoo import ARCHS
-
-    return list(ARCHS)
-
-
-@main.command()
-@click.option("--arch", type=click.Choice(_arch_names()), default="mcu_m4", show_default=True,
+@main.command(epilog=_examples(
+    "irnet-edge train --arch mcu_m4 --dataset mnist --epochs 10 --out runs/m4",
+    "irnet-edge train --spec mynet.json --dataset fashion-mnist --out runs/mynet",
+    "irnet-edge train --out runs/m4 --resume --epochs 20"))
+@click.option("--arch", type=click.Choice(ARCHS), default="mcu_m4", show_default=True,
               help="Zoo architecture (see README).")
 @click.option("--spec", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Train a custom model described by a JSON spec instead of a zoo architecture.")
-@click.option("--dataset", type=click.Choice(list(DATASETS)), default="fashion-mnist", show_default=True)
+@click.option("--dataset", type=click.Choice(DATASETS), default="fashion-mnist", show_default=True,
+              help="Dataset to train and test on; the model's input and classes follow it.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Local copy of the dataset (idx files, CIFAR batches, or train/ and test/ class folders).")
 @click.option("--recipe", default="paper", show_default=True,
@@ -75,14 +84,16 @@ def _arch_names():
 @click.option("--ede-per", type=click.Choice(EDE_PER), help="Update EDE's k and t per epoch or per iteration.")
 @click.option("--padding", "padding_value", type=click.Choice(["zero", "one"]), default="zero", show_default=True,
               help="Value padded around binarized activations (zero = official IR-Net).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed: the same seed gives the same weights on the CPU.")
 @click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only (quick checks).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: CUDA when available.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: runs/ARCH-DATASET].")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
 @click.option("--force", is_flag=True, help="Overwrite a run already in --out.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show a progress bar per epoch (on a terminal).")
 @click.pass_context
 def train(ctx, spec_file, out_dir, resume, force, device, progress, **options):
     """Train an IR-Net model; writes OUT/model.pt, OUT/metrics.json and OUT/training_curve.png.
@@ -108,6 +119,7 @@ def train(ctx, spec_file, out_dir, resume, force, device, progress, **options):
 
 
 def _read_spec(path: Path, dataset: str) -> dict:
+    from .data import DATASETS as INFO
     from .nn.spec import complete_spec
 
     def unique_keys(pairs):
@@ -122,15 +134,21 @@ def _read_spec(path: Path, dataset: str) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IrnetEdgeError(f"{path} is not valid JSON: {exc}") from None
     try:
-        return complete_spec(spec, DATASETS[dataset])
+        return complete_spec(spec, INFO[dataset])
     except IrnetEdgeError as exc:
         raise IrnetEdgeError(f"{path}: {exc}") from None
 
 
-@main.command()
+_DATA_DIR_HELP = "Local copy of the dataset [default: the usual data locations]."
+
+
+@main.command(epilog=_examples(
+    "irnet-edge evaluate runs/m4/model.pt",
+    "irnet-edge evaluate runs/m4/model.pt --data-dir ~/data/mnist",
+    "irnet-edge evaluate runs/m4/model.pt --dataset mnist"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--dataset", type=click.Choice(list(DATASETS)), help="Default: the dataset it was trained on.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=_DATA_DIR_HELP)
+@click.option("--dataset", type=click.Choice(DATASETS), help="Default: the dataset it was trained on.")
 def evaluate(checkpoint, data_dir, dataset):
     """Print the test accuracy of a checkpoint."""
     from .data import load_split
@@ -147,7 +165,9 @@ def evaluate(checkpoint, data_dir, dataset):
                f"loss {loss:.4f}")
 
 
-@main.command()
+@main.command(epilog=_examples(
+    "irnet-edge summary runs/m4/model.pt",
+    "irnet-edge summary runs/resnet20-cifar10/model.pt"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 def summary(checkpoint):
     """Print a per-layer table: shapes, parameters, deployed bytes and MACs."""
@@ -160,16 +180,17 @@ def summary(checkpoint):
     click.echo(format_summary(summarize(ckpt.build(), shape), title))
 
 
-def _target_names():
-    from .codegen import TARGETS
-
-    return list(TARGETS)
+_TARGET_HELP = "What the C is for: portable C (host), Cortex-M kernels, or NEON for Linux on Cortex-A."
 
 
-@main.command()
+@main.command(epilog=_examples(
+    "irnet-edge codegen runs/m4/model.pt --out generated",
+    "irnet-edge codegen runs/m4/model.pt --target cortex-m --out generated --prefix net",
+    "irnet-edge codegen runs/m4/model.pt --target cortex-a --out generated --force"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--target", type=click.Choice(TARGETS), default="host", show_default=True, help=_TARGET_HELP)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the generated C (a non-empty one needs --force).")
 @click.option("--prefix", help="C symbol prefix and file name stem [default: the model's name].")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -205,41 +226,69 @@ def codegen(checkpoint, target, out_dir, prefix, force, data_dir):
                f"arena {manifest['arena_bytes']:,} bytes (RAM, planned exactly)")
 
 
-def _board_names():
-    from .codegen.firmware import board_names
-
-    return board_names()
-
-
-def _cpu_names():
-    from .codegen.firmware import cpu_names
-
-    return cpu_names()
+def _deprecated_arch(ctx, param, value):
+    """--arch for the instruction set (before --isa): still accepted, with one notice on stderr."""
+    if value is not None:
+        click.echo("irnet-edge: --arch for the instruction set is deprecated, use --isa", err=True)
+    return value
 
 
 def _target_options(command):
-    """--target, --board, --cpu and --arch, shared by the commands that build and run for a target."""
+    """--target, --board, --cpu and --isa (and the deprecated --arch), shared by the commands that build and run
+    for a target; _check_target_options refuses those the chosen target does not use."""
     for option in reversed((
-            click.option("--target", type=click.Choice(_target_names()), default="host", show_default=True),
-            click.option("--board", type=click.Choice(_board_names()), help="Emulated board for --target cortex-m."),
-            click.option("--cpu", type=click.Choice(_cpu_names()),
-                         help="Build for a smaller core than the board's own."),
-            click.option("--arch", type=click.Choice(["aarch64", "armv7"]),
-                         help="Linux architecture for --target cortex-a."))):
+            click.option("--target", type=click.Choice(TARGETS), default="host", show_default=True,
+                         help="Where the C runs: gcc on this machine (host), a board under QEMU (cortex-m) or "
+                              "Linux on Cortex-A under qemu-user (cortex-a)."),
+            click.option("--board", type=click.Choice(board_names()), help="Emulated board for --target cortex-m."),
+            click.option("--cpu", type=click.Choice(cpu_names()),
+                         help="With --target cortex-m: build for a smaller core than the board's own."),
+            click.option("--isa", type=click.Choice(ISAS), help="Instruction set for --target cortex-a."),
+            click.option("--arch", "deprecated_arch", type=click.Choice(ISAS), hidden=True,
+                         callback=_deprecated_arch, help="Deprecated spelling of --isa."))):
         command = option(command)
     return command
 
 
-@main.command()
+# options that only some targets use: the option (its parameter name) and those targets
+_TARGET_ONLY = {"board": ("cortex-m",), "cpu": ("cortex-m",), "isa": ("cortex-a",)}
+
+
+def _check_target_options(target: str, deprecated_arch: str | None = None, **given: str | None) -> str | None:
+    """Refuse, as one error, an option the target does not use and a target without the option it needs; returns
+    the instruction set (--isa, or the deprecated --arch)."""
+    from .codegen.firmware import load_board
+
+    if deprecated_arch is not None:
+        if given.get("isa") not in (None, deprecated_arch):
+            raise IrnetEdgeError(f"--isa {given['isa']} and --arch {deprecated_arch} disagree; give --isa only")
+        given["isa"] = deprecated_arch
+    for name, value in given.items():
+        if value is not None and target not in _TARGET_ONLY[name]:
+            spelling = "--arch" if name == "isa" and deprecated_arch is not None else f"--{name}"
+            raise IrnetEdgeError(f"{spelling} applies only to --target {' or '.join(_TARGET_ONLY[name])}, "
+                                 f"not to --target {target}; leave it out")
+    if target == "cortex-m" and given.get("board") is None:
+        raise IrnetEdgeError("--target cortex-m needs --board, one of the emulated boards: "
+                             + ", ".join(b for b in board_names() if load_board(b).emulator))
+    if target == "cortex-a" and given.get("isa") is None:
+        raise IrnetEdgeError("--target cortex-a needs --isa aarch64 or --isa armv7")
+    return given.get("isa")
+
+
+@main.command(epilog=_examples(
+    "irnet-edge verify runs/m4/model.pt",
+    "irnet-edge verify runs/m4/model.pt --target cortex-m --board mps2-an386 --samples 20",
+    "irnet-edge verify runs/m4/model.pt --target cortex-a --isa armv7"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @_target_options
 @click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
               help="Real test inputs run through the C and compared bit for bit.")
 @click.option("--agreement-samples", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Test inputs on which the reference is held against the trained model (0: skip).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=_DATA_DIR_HELP)
 @click.option("--prefix", help="C symbol prefix [default: the model's name].")
-def verify(checkpoint, target, board, cpu, arch, samples, agreement_samples, data_dir, prefix):
+def verify(checkpoint, target, board, cpu, isa, deprecated_arch, samples, agreement_samples, data_dir, prefix):
     """Compile the generated C, run it on real test inputs and compare every output bit for bit."""
     from .codegen import check_prefix, default_prefix
     from .codegen.firmware import load_board
@@ -249,7 +298,7 @@ def verify(checkpoint, target, board, cpu, arch, samples, agreement_samples, dat
     from .verify import host, qemu
     from .verify.compare import agreement
 
-    _check_target_options(target, board, arch)
+    isa = _check_target_options(target, deprecated_arch, board=board, cpu=cpu, isa=isa)
     ckpt = load_checkpoint(checkpoint)
     prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
     dataset = _checkpoint_dataset(ckpt, checkpoint)
@@ -265,7 +314,7 @@ def verify(checkpoint, target, board, cpu, arch, samples, agreement_samples, dat
     if target == "host":
         result, where = host.verify(graph, prefix, ckpt.sha256, inputs), "host"
     elif target == "cortex-a":
-        result, where = host.verify(graph, prefix, ckpt.sha256, inputs, arch=arch), f"{arch} (qemu-user)"
+        result, where = host.verify(graph, prefix, ckpt.sha256, inputs, arch=isa), f"{isa} (qemu-user)"
     else:
         chosen = load_board(board)
         result = qemu.verify(graph, prefix, ckpt.sha256, inputs, chosen, cpu, dataset, test.labels[:n].numpy())
@@ -277,24 +326,17 @@ def verify(checkpoint, target, board, cpu, arch, samples, agreement_samples, dat
     click.echo(f"{result.exact}/{result.samples} bit-exact on {where}")
 
 
-def _check_target_options(target: str, board: str | None, arch: str | None) -> None:
-    from .codegen.firmware import load_board
-
-    if target == "cortex-m" and board is None:
-        raise IrnetEdgeError("--target cortex-m needs --board, one of the emulated boards: "
-                             + ", ".join(b for b in _board_names() if load_board(b).emulator))
-    if target == "cortex-a" and arch is None:
-        raise IrnetEdgeError("--target cortex-a needs --arch aarch64 or --arch armv7")
-
-
-@main.command()
+@main.command(epilog=_examples(
+    "irnet-edge bench runs/m4/model.pt --target cortex-m --board mps2-an386",
+    "irnet-edge bench runs/m4/model.pt --target cortex-a --isa aarch64 --baseline float32",
+    "irnet-edge bench runs/m4/model.pt --json > bench.json"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @_target_options
 @click.option("--baseline", type=click.Choice(["none", "float32"]), default="none", show_default=True,
               help="Also measure the same network with every binary layer as a float32 convolution.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema irnet-edge-bench/1).")
 @click.option("--prefix", help="C symbol prefix [default: the model's name].")
-def bench(checkpoint, target, board, cpu, arch, baseline, as_json, prefix):
+def bench(checkpoint, target, board, cpu, isa, deprecated_arch, baseline, as_json, prefix):
     """Count the instructions of one inference exactly (per op), with flash and RAM, under QEMU."""
     from .bench import TargetSpec, to_text
     from .bench import bench as run_bench
@@ -303,11 +345,10 @@ def bench(checkpoint, target, board, cpu, arch, baseline, as_json, prefix):
     from .ir import export
     from .nn.checkpoint import load_checkpoint
 
-    _check_target_options(target, board, arch)
+    isa = _check_target_options(target, deprecated_arch, board=board, cpu=cpu, isa=isa)
     ckpt = load_checkpoint(checkpoint)
     prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
-    spec = TargetSpec(target, board=load_board(board) if target == "cortex-m" else None,
-                      cpu=cpu if target == "cortex-m" else None, arch=arch if target == "cortex-a" else None)
+    spec = TargetSpec(target, board=load_board(board) if target == "cortex-m" else None, cpu=cpu, arch=isa)
     result = run_bench(export(ckpt), prefix, ckpt.sha256, spec, baseline == "float32",
                        log=lambda message: click.echo(message, err=True))
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else to_text(result))
@@ -320,14 +361,19 @@ def _checkpoint_dataset(ckpt, path) -> str:
     return dataset
 
 
-@main.command()
+@main.command(epilog=_examples(
+    "irnet-edge firmware runs/m4/model.pt --board mps2-an386 --out fw",
+    "irnet-edge firmware runs/m0/model.pt --board mps2-an385 --cpu cortex-m0plus --out fw",
+    "irnet-edge firmware runs/m4/model.pt --board nucleo-f446re --out fw --samples 16 --force"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--board", type=click.Choice(_board_names()), required=True)
-@click.option("--cpu", type=click.Choice(_cpu_names()), help="Build for a smaller core than the board's own.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--board", type=click.Choice(board_names()), required=True,
+              help="Board to build for: an emulated one runs under `irnet-edge run`, a real one is flashed.")
+@click.option("--cpu", type=click.Choice(cpu_names()), help="Build for a smaller core than the board's own.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the project (a non-empty one needs --force).")
 @click.option("--samples", type=click.IntRange(min=1, max=255), default=8, show_default=True,
               help="Real test images embedded for the demo run.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=_DATA_DIR_HELP)
 @click.option("--prefix", help="C symbol prefix [default: the model's name].")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
@@ -354,9 +400,13 @@ def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
     click.echo(size_report(out_dir, chosen))
 
 
-@main.command("run")
+@main.command("run", epilog=_examples(
+    "irnet-edge run fw",
+    "irnet-edge run fw --count-instructions",
+    "irnet-edge run fw --timeout 600"))
 @click.argument("project", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--timeout", type=click.IntRange(min=1), default=120, show_default=True)
+@click.option("--timeout", type=click.IntRange(min=1), default=120, show_default=True,
+              help="Seconds before the emulator is stopped.")
 @click.option("--count-instructions", is_flag=True,
               help="Run with QEMU -icount so the demo's timer counts executed instructions.")
 def run_firmware(project, timeout, count_instructions):
@@ -381,10 +431,14 @@ def run_firmware(project, timeout, count_instructions):
         raise SystemExit(rc)
 
 
-@main.command("flash")
+@main.command("flash", epilog=_examples(
+    "irnet-edge flash fw",
+    "irnet-edge flash fw --tool openocd",
+    "irnet-edge flash fw --dry-run"))
 @click.argument("project", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--board", type=click.Choice(_board_names()), help="Default: the board the project was built for.")
-@click.option("--tool", type=click.Choice(["pyocd", "openocd"]), default="pyocd", show_default=True)
+@click.option("--board", type=click.Choice(board_names()), help="Default: the board the project was built for.")
+@click.option("--tool", type=click.Choice(["pyocd", "openocd"]), default="pyocd", show_default=True,
+              help="The flashing tool: pyOCD or OpenOCD.")
 @click.option("--dry-run", is_flag=True, help="Print the exact commands instead of running them.")
 def flash_firmware(project, board, tool, dry_run):
     """Flash a firmware project's app.elf onto a real board through pyOCD or OpenOCD."""

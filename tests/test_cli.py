@@ -1,5 +1,9 @@
 import json
+import subprocess
+import sys
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from irnet_edge import __version__
@@ -69,3 +73,73 @@ def test_errors_are_one_clean_line(tmp_path):
     result = _run("train", "--dataset", "cifar10", "--arch", "resnet20", "--out", tmp_path / "r")
     assert result.exit_code == 1 and "cifar10 is not available offline" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def _commands():
+    from irnet_edge.cli import main as group
+
+    return [((), group)] + [((name,), command) for name, command in sorted(group.commands.items())]
+
+
+@pytest.mark.parametrize("path, command", _commands(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_every_option_has_help_and_every_help_ends_with_examples(path, command):
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help and param.help.strip(), f"irnet-edge {' '.join(path)} {param.opts[0]} has no help"
+    result = _run(*path, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.output
+    examples = result.output.split("Examples:")[1].strip().splitlines()
+    assert 2 <= len(examples) <= 3 and all(line.strip().startswith("irnet-edge ") for line in examples), examples
+
+
+def test_choice_names_match_the_modules_that_define_them():
+    from irnet_edge import names
+    from irnet_edge.codegen import TARGETS
+    from irnet_edge.codegen.firmware import board_names, cpu_names
+    from irnet_edge.data import DATASETS
+    from irnet_edge.nn.zoo import ARCHS
+    from irnet_edge.train.ede import EDE_PER
+    from irnet_edge.verify.toolchain import CROSS
+
+    assert list(names.ARCHS) == list(ARCHS) and list(names.DATASETS) == list(DATASETS)
+    assert list(names.TARGETS) == list(TARGETS) and list(names.ISAS) == list(CROSS)
+    assert names.EDE_PER == EDE_PER
+    assert names.board_names() == board_names() and names.cpu_names() == cpu_names()
+
+
+def test_the_cli_imports_no_torch():
+    code = "import sys, irnet_edge.cli; sys.exit(sorted(m for m in ('torch', 'numpy') if m in sys.modules) or 0)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    (["verify", "m.pt", "--target", "host", "--board", "rpi-pico"], "--board applies only to --target cortex-m"),
+    (["verify", "m.pt", "--cpu", "cortex-m4"], "--cpu applies only to --target cortex-m"),
+    (["verify", "m.pt", "--target", "host", "--isa", "aarch64"], "--isa applies only to --target cortex-a"),
+    (["verify", "m.pt", "--target", "cortex-m", "--board", "mps2-an386", "--isa", "armv7"], "--isa applies only"),
+    (["verify", "m.pt", "--target", "cortex-a", "--isa", "armv7", "--board", "mps2-an386"], "--board applies only"),
+    (["bench", "m.pt", "--target", "cortex-a", "--isa", "aarch64", "--cpu", "cortex-m4"], "--cpu applies only"),
+    (["bench", "m.pt", "--target", "host", "--board", "mps2-an386"], "--board applies only"),
+    (["bench", "m.pt", "--arch", "aarch64"], "--arch applies only to --target cortex-a"),
+    (["bench", "m.pt", "--target", "cortex-a"], "needs --isa aarch64 or --isa armv7"),
+    (["verify", "m.pt", "--target", "cortex-a", "--isa", "armv7", "--arch", "aarch64"], "disagree; give --isa only"),
+])
+def test_options_that_do_not_apply_to_the_target_are_refused(args, named, tmp_path):
+    result = _run(*args)  # refused before the (missing) checkpoint is read
+    assert result.exit_code == 1, result.output
+    notice = ["irnet-edge: --arch for the instruction set is deprecated, use --isa"] if "--arch" in args else []
+    assert result.stdout == "" and result.stderr.splitlines()[:-1] == notice
+    assert result.stderr.splitlines()[-1].startswith("Error: ") and named in result.stderr
+
+
+def test_the_old_arch_spelling_of_isa_still_works_with_a_notice(tmp_path):
+    missing = tmp_path / "m.pt"
+    result = _run("verify", missing, "--target", "cortex-a", "--arch", "aarch64")
+    assert result.exit_code == 1
+    notice, error = result.stderr.splitlines()  # past the target check: the checkpoint is what fails
+    assert notice == "irnet-edge: --arch for the instruction set is deprecated, use --isa"
+    assert error.startswith("Error: ") and str(missing) in error and "--isa" not in error
+    result = _run("verify", "--help")
+    assert "--isa [aarch64|armv7]" in result.output and "--arch" not in result.output

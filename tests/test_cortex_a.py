@@ -31,13 +31,13 @@ def test_neon_kernel_grid(arch, case, tmp_path):
 
 
 def test_verify_cli_cortex_a(trained_mcu, mnist_dir):
-    result = CliRunner().invoke(main, ["verify", str(trained_mcu["mcu_m0"]), "--target", "cortex-a", "--arch",
+    result = CliRunner().invoke(main, ["verify", str(trained_mcu["mcu_m0"]), "--target", "cortex-a", "--isa",
                                        "aarch64", "--samples", "30", "--agreement-samples", "0",
                                        "--data-dir", str(mnist_dir)])
     assert result.exit_code == 0, result.output
     assert "30/30 bit-exact on aarch64 (qemu-user)" in result.output
     result = CliRunner().invoke(main, ["verify", str(trained_mcu["mcu_m0"]), "--target", "cortex-a"])
-    assert result.exit_code == 1 and "needs --arch aarch64 or --arch armv7" in result.output
+    assert result.exit_code == 1 and "needs --isa aarch64 or --isa armv7" in result.output
 
 
 @pytest.mark.parametrize("arch", ARCHS)
