@@ -210,14 +210,15 @@ class CompiledModel:
         return format_summary(summarize(self.checkpoint.build(), shape), title)
 
     def save(self, directory, target: str = "host", prefix: str | None = None, force: bool = False,
-             selftest_input=None) -> dict:
+             selftest_input=None, data_dir=None) -> dict:
         """Write what ``irnet-edge codegen`` writes (C99 sources, the irnet runtime, build files, manifest.json)
         into directory, atomically.
 
         target: ``"host"``, ``"cortex-m"`` or ``"cortex-a"``. prefix: C symbol prefix (default: ``self.prefix``).
         force: replace a non-empty directory. selftest_input: the input embedded for ``NAME_selftest`` (one input,
         or a batch of one, in either layout); default: the first test image of the checkpoint's dataset when it
-        is found in the usual data locations, else seeded pseudo-random pixels.
+        is found in data_dir or the usual data locations, else seeded pseudo-random pixels (the manifest's
+        "selftest" entry says which).
 
         Returns the manifest (a dict, as in manifest.json). Raises IrnetEdgeError for an unknown target, an
         invalid prefix, a non-empty directory without force or an unwritable one.
@@ -237,19 +238,19 @@ class CompiledModel:
                 raise IrnetEdgeError(f"selftest_input must be one input, got a batch of {batch.shape[0]}")
             pixels, source = batch[0].numpy(), "an input given to CompiledModel.save"
         else:
-            pixels, source = self._dataset_image()
+            pixels, source = self._dataset_image(data_dir)
         files, manifest = render(self.graph, chosen, prefix, self.checkpoint.sha256, pixels, source)
         write_tree(files, out, force)
         return manifest
 
-    def _dataset_image(self):
+    def _dataset_image(self, data_dir=None):
         from .data import load_split
 
         dataset = self.checkpoint.config.get("dataset")
         if not dataset:
             return None, ""
         try:
-            image = load_split(dataset, "test", download=False).images[0].permute(1, 2, 0).numpy()
+            image = load_split(dataset, "test", data_dir, download=False).images[0].permute(1, 2, 0).numpy()
         except IrnetEdgeError:
             return None, ""
         c, h, w = self.input_shape

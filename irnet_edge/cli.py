@@ -198,31 +198,24 @@ _TARGET_HELP = "What the C is for: portable C (host), Cortex-M kernels, or NEON 
 def codegen(checkpoint, target, out_dir, prefix, force, data_dir):
     """Generate C99 for a trained model: src/NAME.{h,c}, its weights and self-test, the irnet runtime in
     src/irnet/, build files (Makefile, CMake, Zephyr, PlatformIO, Arduino) and manifest.json."""
-    from .codegen import check_out_dir, check_prefix, default_prefix, get_target, render, write_tree
-    from .data import load_split
-    from .ir import export
-    from .nn.checkpoint import load_checkpoint
+    from .api import convert
+    from .codegen import check_out_dir, check_prefix
+    from .codegen.render import SELFTEST_RANDOM
 
     check_out_dir(out_dir, force)
     if prefix is not None:
         check_prefix(prefix)
-    ckpt = load_checkpoint(checkpoint)
-    prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
-    graph = export(ckpt)
-    dataset, selftest_input, source = ckpt.config.get("dataset"), None, ""
-    if dataset:
-        try:
-            test = load_split(dataset, "test", data_dir)
-            image = test.images[0].permute(1, 2, 0).numpy()
-            inp = graph.tensor(graph.input)
-            if image.shape == (inp.height, inp.width, inp.channels):
-                selftest_input, source = image, f"{dataset} test image 0"
-        except IrnetEdgeError:
-            click.echo(f"{dataset} not found (pass --data-dir): the self-test input is seeded pseudo-random pixels")
-    files, manifest = render(graph, get_target(target), prefix, ckpt.sha256, selftest_input, source)
-    write_tree(files, out_dir, force)
+    model = convert(checkpoint)
+    if prefix is None and model.prefix != model.name:
+        click.echo(f"the model's name {model.name!r} is not a C identifier: its prefix is {model.prefix} "
+                   "(pass --prefix to choose another)")
+    manifest = model.save(out_dir, target, prefix, force, data_dir=data_dir)
+    if manifest["selftest"]["input"] == SELFTEST_RANDOM:
+        click.echo("the model's test images were not found (pass --data-dir): the self-test input is seeded "
+                   "pseudo-random pixels")
+    files = manifest["files"]
     click.echo(f"wrote {len(files)} files to {out_dir}: {', '.join(sorted(files))}")
-    click.echo(f"{len(graph.ops)} ops; weights {manifest['weight_bytes']:,} bytes (flash); "
+    click.echo(f"{len(manifest['ops'])} ops; weights {manifest['weight_bytes']:,} bytes (flash); "
                f"arena {manifest['arena_bytes']:,} bytes (RAM, planned exactly)")
 
 

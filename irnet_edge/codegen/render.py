@@ -55,7 +55,10 @@ def check_prefix(prefix: str) -> str:
     if len(prefix) > MAX_PREFIX:
         raise IrnetEdgeError(f"--prefix is {len(prefix)} characters long; the limit is {MAX_PREFIX} (C99's "
                              "significant length for identifiers): pass a shorter --prefix")
-    if not _IDENT.match(prefix) or prefix in C_KEYWORDS or keyword.iskeyword(prefix) or "__" in prefix:
+    if prefix in C_KEYWORDS or keyword.iskeyword(prefix):
+        raise IrnetEdgeError(f"--prefix {prefix!r} is not a valid, non-reserved C identifier: it is a reserved word "
+                             "(C, C++ or Python); pick another prefix (e.g. the model's name)")
+    if not _IDENT.match(prefix) or "__" in prefix:
         raise IrnetEdgeError(f"--prefix {prefix!r} is not a valid, non-reserved C identifier: use letters, digits "
                              "and single underscores, starting with a letter (e.g. mcu_m4)")
     lowered = prefix.lower()
@@ -225,6 +228,9 @@ def runtime_version_number(version: str = __version__) -> int:
     return major * 10000 + minor * 100 + patch
 
 
+SELFTEST_RANDOM = "seeded pseudo-random pixels"  # the manifest's selftest input when no real one was given
+
+
 def selftest_default_input(graph: Graph) -> np.ndarray:
     """The self-test's input where no real one is given: seeded pseudo-random pixels, uint8 (H, W, C)."""
     t = graph.tensor(graph.input)
@@ -260,7 +266,7 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
                            "comment": c_comment(f"{op.name} {name}: {values.dtype} {tuple(values.shape)}, "
                                                 f"from {op.source}")})
     if selftest_input is None:
-        selftest_input, selftest_source = selftest_default_input(graph), "seeded pseudo-random pixels"
+        selftest_input, selftest_source = selftest_default_input(graph), SELFTEST_RANDOM
     inp = graph.tensor(graph.input)
     selftest_input = np.ascontiguousarray(selftest_input, dtype=np.uint8).reshape(inp.height, inp.width,
                                                                                  inp.channels)

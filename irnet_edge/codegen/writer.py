@@ -39,11 +39,10 @@ def check_out_dir(out: Path, force: bool) -> None:
         existing = next(folder for folder in (out, *out.parents) if folder.exists() or folder.is_symlink())
         if existing != out and not existing.is_dir():
             raise IrnetEdgeError(f"cannot write {out}: {existing} is not a directory")
-        if out.exists() and not force:
-            if not out.is_dir():
-                raise IrnetEdgeError(f"{out} exists and is not a directory; pass --force to replace it")
-            if any(out.iterdir()):
-                raise IrnetEdgeError(f"{out} exists and is not empty; pass --force to replace it")
+        if out.exists() and not out.is_dir():  # a file (a checkpoint, say) is never replaced by a tree
+            raise IrnetEdgeError(f"cannot write {out}: it is a file, not a directory; pass a new or empty directory")
+        if out.exists() and not force and any(out.iterdir()):
+            raise IrnetEdgeError(f"{out} exists and is not empty; pass --force (Python: force=True) to replace it")
     except OSError as exc:
         raise IrnetEdgeError(describe_os_error(out, exc)) from None
 

@@ -286,6 +286,9 @@ def _check_weights(spec: dict, state_dict: dict, where: str) -> None:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
+    if path.is_dir():
+        raise IrnetEdgeError(f"checkpoint {path} is a directory; pass the checkpoint file in it "
+                             f"(e.g. {path / 'model.pt'})")
     if not path.is_file():
         raise IrnetEdgeError(f"checkpoint {path} does not exist; train one with `irnet-edge train --out DIR` "
                              "and pass DIR/model.pt")
