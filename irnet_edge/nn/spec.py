@@ -173,6 +173,8 @@ def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, in
                                          f"{str(exc).splitlines()[0]}") from None
                 if x.dim() == 4:
                     last_map = tuple(x.shape[1:])
+                elif node["type"] in ("linear", "irlinear"):  # a linear layer's output is a 1x1 map
+                    last_map = (x.shape[1], 1, 1)
     finally:
         model.train(was_training)
     return x
