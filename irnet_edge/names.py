@@ -2,7 +2,7 @@
 
 The modules that define these things (the zoo, the dataset catalog, the code-generation targets, the Linux
 cross toolchains, the EDE schedule) import torch or numpy through their packages; tests/test_cli.py holds these
-lists equal to theirs. Boards and cores are read from the same data files as irnet_edge.codegen.firmware.
+lists equal to theirs. Boards and cores are read from their data files here, for irnet_edge.codegen.firmware too.
 """
 import json
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import IrnetEdgeError
 from ..ir.graph import Graph
+from ..names import board_names, cpu_names  # noqa: F401 (cpu_names re-exported with the presets)
 from ..resources import asset_dir
 from .planner import plan
 from .render import check_prefix, format_array, render, render_dir
@@ -34,20 +35,12 @@ class Board:
     boot_section: str | None = None  # a section the linker places first in flash (a boot loader)
 
 
-def board_names() -> list[str]:
-    return sorted(p.stem for p in (asset_dir("firmware") / "boards").glob("*.json"))
-
-
 def load_board(name: str) -> Board:
     path = asset_dir("firmware") / "boards" / f"{name}.json"
     if not path.is_file():
         raise IrnetEdgeError(f"unknown board {name!r}; available: {', '.join(board_names())}")
     data = json.loads(path.read_text())
     return Board(name=name, **{**data, "extras": tuple(data.get("extras", ()))})
-
-
-def cpu_names() -> list[str]:
-    return list(json.loads((asset_dir("firmware") / "cpus.json").read_text()))
 
 
 def load_cpu(name: str) -> dict:
