@@ -33,13 +33,39 @@ EXPECTED = {
     "spec_padding_value_typo.json": ["layer 3 (irconv2d)", 'padding_value must be "zero" or "one"',
                                      'did you mean "one"?'],
     "spec_relu_before_binary.json": ["layer 4 (irconv2d)", "layer 2 (relu)", "always +1"],
-    # made exportable by another issue; until then refused before training, clearly
-    "spec_overlapping_pool.json": ["layer 3 (maxpool2d)", "overlapping pooling is not supported yet"],
 }
+# case files that were refused and are now exported (issue 12: overlapping pooling), trained and verified below
+ACCEPTED = ["spec_overlapping_pool.json"]
 
 
 def test_every_case_file_has_an_expectation():
-    assert sorted(p.name for p in CASES.glob("*.json")) == sorted(EXPECTED)
+    assert sorted(p.name for p in CASES.glob("*.json")) == sorted([*EXPECTED, *ACCEPTED])
+
+
+def test_overlapping_pool_case_trains_exports_and_is_bit_exact(mnist_dir, tmp_path):
+    """Its 3x3 stride-2 max-pool between a hardtanh and a binary conv runs on bits (irnet_maxpool2d_bits)."""
+    from irnet_edge.ir import export
+    from irnet_edge.nn.checkpoint import load_checkpoint
+    from irnet_edge.verify.compare import agreement
+    from irnet_edge.verify.host import verify
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["train", "--spec", str(CASES / "spec_overlapping_pool.json"), "--dataset",
+                                       "mnist", "--data-dir", str(mnist_dir), "--epochs", "1", "--train-limit",
+                                       "512", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out / "model.pt")
+    graph = export(ckpt)
+    pools = [op for op in graph.ops if op.kind.startswith("maxpool")]
+    assert [(op.kind, op.attrs) for op in pools] == [("maxpool_bits", {"k": 3, "stride": 2, "pad": 0})]
+    assert graph.tensor(pools[0].output).describe() == "bits 13x13x32"
+    from irnet_edge.data import load_split
+
+    test = load_split("mnist", "test", mnist_dir)
+    top1, _ = agreement(ckpt, graph, test.images[:500])
+    assert top1 >= 0.999
+    inputs = test.images[:20].permute(0, 2, 3, 1).contiguous()
+    assert verify(graph, "stem_pool", ckpt.sha256, inputs).exact == 20
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -143,7 +169,11 @@ def test_checkpoint_specs_are_checked_by_build_model():
     (nn.Conv2d(2, 4, 3, padding_mode="reflect"), 'padding_mode must be "zeros", not "reflect"'),
     (IRConv2d(2, 4, 3), None),
     (nn.MaxPool2d(2, ceil_mode=True), "ceil_mode must be false"),
-    (nn.MaxPool2d(2, padding=1), "padding must be 0, not 1"),
+    (nn.MaxPool2d(2, padding=2), "padding must be at most kernel_size / 2 (1 for kernel_size 2), not 2"),
+    (nn.MaxPool2d(3, 2, padding=1), None),
+    (nn.AvgPool2d(3, 2, padding=1, count_include_pad=False, divisor_override=4), None),
+    (nn.AvgPool2d(2, ceil_mode=True), "ceil_mode must be false, not true"),
+    (nn.AvgPool2d(3, padding=2), "padding must be at most kernel_size / 2 (1 for kernel_size 3), not 2"),
     (nn.MaxPool2d(2, dilation=2), "dilation must be 1, not 2"),
     (nn.Hardtanh(0, 1), "min_val must be -1, not 0"),
     (nn.Hardtanh(-1, 2), "max_val must be 1, not 2"),
@@ -256,8 +286,11 @@ def test_raw_pixels_into_a_binary_layer_are_refused_on_the_python_route():
 
 
 def test_other_export_refusals_are_decided_from_the_spec():
-    with pytest.raises(IrnetEdgeError, match=r"layer 1 \(maxpool2d\): overlapping pooling is not supported yet"):
-        _rules([_conv(), {"type": "maxpool2d", "kernel_size": 3, "stride": 2}])
+    # overlapping and padded pooling are exported (issue 12); a window that could miss the map is not
+    _rules([_conv(), {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1},
+            {"type": "avgpool2d", "kernel_size": 3, "stride": 1, "padding": 1}])
+    assert "layer 1 (maxpool2d): padding must be at most kernel_size / 2 (1 for kernel_size 3), not 2" in _error(
+        [_conv(), {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 2}])
     with pytest.raises(IrnetEdgeError, match=r"layer 1 \(input_norm\): input_norm may only be the first layer"):
         _rules([_conv(), {"type": "input_norm", "mean": [0.5], "std": [0.25]}])
     with pytest.raises(IrnetEdgeError, match="mean and std have 2 values, the input has 1 channels"):

@@ -163,8 +163,25 @@ _PARAMS = {
                                      "wo", "c:weight", "c:threshold", "c:mult", "c:add", "act")),
     "maxpool_bits": ("irnet_maxpool_bits_params", ("w", "channels", "a:k", "ho", "wo", "c:or_mask")),
     "maxpool_f32": ("irnet_maxpool_f32_params", ("w", "channels", "a:k", "ho", "wo", "c:min_mask")),
+    "maxpool2d_bits": ("irnet_maxpool2d_bits_params", ("h", "w", "channels", "a:k", "a:stride", "a:pad", "ho", "wo",
+                                                       "c:or_mask")),
+    "maxpool2d_f32": ("irnet_maxpool2d_f32_params", ("h", "w", "channels", "a:k", "a:stride", "a:pad", "ho", "wo",
+                                                     "c:min_mask")),
+    "avgpool2d": ("irnet_avgpool2d_params", ("h", "w", "channels", "a:k", "a:stride", "a:pad", "ho", "wo",
+                                             "a:divisor")),
     "affine": ("irnet_affine_params", ("pixels", "channels", "c:mult", "c:add", "act")),
 }
+
+
+def _kernel_kind(op: Op) -> str:
+    """The runtime function family of an op: a max-pool whose windows tile the map (stride = kernel, no padding)
+    keeps its fast kernel (and the C of models made before overlapping pooling, byte for byte); any other
+    max-pool calls the windowed one."""
+    if op.kind in ("maxpool_bits", "maxpool_f32"):
+        k = op.attrs["k"]
+        if op.attrs.get("stride", k) != k or op.attrs.get("pad", 0) != 0:
+            return op.kind.replace("maxpool_", "maxpool2d_")
+    return op.kind
 
 
 def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict) -> dict:
@@ -177,10 +194,11 @@ def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: di
     x = pointer(op.inputs[0], view[src.kind])
     y_bits = pointer(op.output, "u") if out.kind == "bits" else "0"
     y_f32 = pointer(op.output, "f") if out.kind == "f32" else "0"
-    function = f"irnet_{kernels.get(op.kind, op.kind)}"
+    kind = _kernel_kind(op)
+    function = f"irnet_{kernels.get(kind, kind)}"
     params = None
-    if op.kind in _PARAMS:
-        struct, fields = _PARAMS[op.kind]
+    if kind in _PARAMS:
+        struct, fields = _PARAMS[kind]
         values = []
         for field in fields:
             if field.startswith("a:"):
@@ -192,7 +210,8 @@ def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: di
             values.append(f".{field.split(':')[-1]} = {value}")
         params = {"struct": struct, "name": f"{prefix}_op{index}", "init": ", ".join(values)}
         args = {"normalize": [x, y_f32], "conv_f32": [x, y_bits, y_f32], "bconv": [x, y_bits, y_f32],
-                "maxpool_bits": [x, y_bits], "maxpool_f32": [x, y_f32], "affine": [x, y_f32]}[op.kind]
+                "maxpool_bits": [x, y_bits], "maxpool_f32": [x, y_f32], "maxpool2d_bits": [x, y_bits],
+                "maxpool2d_f32": [x, y_f32], "avgpool2d": [x, y_f32], "affine": [x, y_f32]}[kind]
         call = f"{function}(&{params['name']}, {', '.join(args)});"
     elif op.kind == "sign_pack":
         call = f"{function}({x}, {facts['pixels']}, {src.channels}, {y_bits});"

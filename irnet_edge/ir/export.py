@@ -3,7 +3,9 @@
 The exporter walks the model spec with the built modules beside it and recognises layer groups:
   conv | irconv | linear | irlinear, then optionally max-pool, BatchNorm, hardtanh/ReLU, max-pool
 becomes one conv/linear op with a fused per-channel affine (Libra-PB scale, bias and BatchNorm folded),
-emitting packed bits through integer thresholds when its only consumer binarizes it, plus a pooling op.
+emitting packed bits through integer thresholds when its only consumer binarizes it, plus a pooling op
+(max-pooling of any kernel, stride and padding, over floats or bits). An average pool is an op of its own on
+floats.
 Residual blocks become an add; a BatchNorm1d right before the classifier folds into it.
 """
 import math
@@ -22,7 +24,8 @@ from .graph import Graph, Op, Tensor
 
 SUPPORTED = ("input_norm first; conv2d / irconv2d / linear / irlinear, each optionally followed by maxpool2d, "
              "batchnorm, hardtanh or relu; residual blocks (body + identity, shortcut_a or conv+bn shortcut) "
-             "followed by hardtanh or relu; global_avgpool; flatten; batchnorm on float tensors")
+             "followed by hardtanh or relu; maxpool2d and avgpool2d (any kernel, stride, padding <= kernel / 2); "
+             "global_avgpool; flatten; batchnorm on float tensors")
 _ACTS = ("hardtanh", "relu")
 _CONVS = ("conv2d", "irconv2d", "linear", "irlinear")
 
@@ -253,6 +256,8 @@ class _Exporter:
                 x = self._op("clamp", [x], self._tensor("f32", *x.shape), _describe(layer), attrs={"act": kind})
             elif kind == "maxpool2d":
                 x = self._pool(x, layer, np.zeros(x.channels, dtype=bool))
+            elif kind == "avgpool2d":
+                x = self._avgpool(x, layer)
             elif kind == "global_avgpool":
                 if x.kind != "f32":
                     raise self._unsupported(layer, "average pooling needs a float input")
@@ -291,16 +296,41 @@ class _Exporter:
         out = self._tensor("f32", x.channels + 2 * pad, (x.height + 1) // 2, (x.width + 1) // 2)
         return self._op("shortcut_a", [x], out, _describe(layer), attrs={"pad": pad})
 
+    def _pool_geometry(self, x: Tensor, layer: _Layer) -> tuple[int, int, int, int, int]:
+        """(k, stride, pad, ho, wo) of a pooling layer; every window must hold a pixel of the map (pad <= k / 2,
+        PyTorch's own rule) and ceil_mode is not supported (the schema refuses it too)."""
+        node = layer.node
+        k, stride, pad = node["kernel_size"], node["stride"], node.get("padding", 0)
+        if node.get("ceil_mode", False):
+            raise self._unsupported(layer, "ceil_mode is not supported")
+        if pad > k // 2:
+            raise self._unsupported(layer, f"padding {pad} is more than half the kernel size {k}")
+        ho, wo = (x.height + 2 * pad - k) // stride + 1, (x.width + 2 * pad - k) // stride + 1
+        if ho < 1 or wo < 1:
+            raise self._unsupported(layer, f"its {k}x{k} window (padding {pad}) is larger than its input "
+                                           f"{x.describe()}")
+        return k, stride, pad, ho, wo
+
     def _pool(self, x: Tensor, layer: _Layer, use_min: np.ndarray) -> Tensor:
-        k, stride = layer.node["kernel_size"], layer.node["stride"]
-        if k != stride:
-            raise self._unsupported(layer, "max-pool needs stride equal to its kernel size")
-        out = self._tensor(x.kind, x.channels, (x.height - k) // k + 1, (x.width - k) // k + 1)
+        """A max-pool (any kernel, stride and padding) over floats or bits; use_min: channels that take the min."""
+        k, stride, pad, ho, wo = self._pool_geometry(x, layer)
+        out = self._tensor(x.kind, x.channels, ho, wo)
+        attrs = {"k": k, "stride": stride, "pad": pad}
         if x.kind == "bits":
-            return self._op("maxpool_bits", [x], out, _describe(layer), attrs={"k": k},
+            return self._op("maxpool_bits", [x], out, _describe(layer), attrs=attrs,
                             consts={"or_mask": pack_negative(use_min)})
-        return self._op("maxpool_f32", [x], out, _describe(layer), attrs={"k": k},
+        return self._op("maxpool_f32", [x], out, _describe(layer), attrs=attrs,
                         consts={"min_mask": use_min.astype(np.uint8)})
+
+    def _avgpool(self, x: Tensor, layer: _Layer) -> Tensor:
+        """An average pool (any kernel, stride and padding) over floats; divisor 0: the pixels inside the map."""
+        if x.kind != "f32":
+            raise self._unsupported(layer, "average pooling needs a float input")
+        k, stride, pad, ho, wo = self._pool_geometry(x, layer)
+        node = layer.node
+        divisor = node.get("divisor_override") or (k * k if node.get("count_include_pad", True) else 0)
+        return self._op("avgpool2d", [x], self._tensor("f32", x.channels, ho, wo), _describe(layer),
+                        attrs={"k": k, "stride": stride, "pad": pad, "divisor": divisor})
 
     # -- conv / linear groups --------------------------------------------------------------------
     def _conv_group(self, layers: list[_Layer], i: int, x: Tensor, pre_bn: _Layer | None) -> tuple[int, Tensor]:

@@ -89,27 +89,59 @@ def bconv(x: torch.Tensor, op: Op) -> torch.Tensor:
     return _affine(dot.float(), op)
 
 
-def _pool_windows(x: torch.Tensor, k: int):
-    n, h, w, c = x.shape
-    ho, wo = (h - k) // k + 1, (w - k) // k + 1
-    return [x[:, wy:wy + k * ho:k, wx:wx + k * wo:k, :] for wy in range(k) for wx in range(k)]
+def _pool_geometry(op: Op) -> tuple[int, int, int]:
+    """(k, stride, pad) of a pooling op; ops written before overlapping pooling carry only k (stride k, no pad)."""
+    k = op.attrs["k"]
+    return k, op.attrs.get("stride", k), op.attrs.get("pad", 0)
+
+
+def _pool_taps(x: torch.Tensor, op: Op):
+    """Yield (slice (N, Ho, Wo, C), inside (1, Ho, Wo, 1)) for every window position in row-major order; a
+    padded position (outside the map) never takes part, whatever its slice holds."""
+    for _, _, xs, valid in _windows(x, *_pool_geometry(op), 0):
+        yield xs, valid
 
 
 def maxpool_bits(x: torch.Tensor, op: Op) -> torch.Tensor:
+    """AND of the negative flags inside the window (the max of +/-1), OR (the min) where or_mask is set."""
     use_or = torch.from_numpy(unpack_negative(op.consts["or_mask"], x.shape[3]))
-    windows = _pool_windows(x, op.attrs["k"])
-    all_neg = torch.stack(windows).all(0)
-    any_neg = torch.stack(windows).any(0)
+    all_neg = any_neg = None
+    for xs, valid in _pool_taps(x.to(torch.uint8), op):
+        neg = xs.bool()
+        all_tap, any_tap = neg | ~valid, neg & valid
+        all_neg = all_tap if all_neg is None else all_neg & all_tap
+        any_neg = any_tap if any_neg is None else any_neg | any_tap
     return torch.where(use_or, any_neg, all_neg)
 
 
 def maxpool_f32(x: torch.Tensor, op: Op) -> torch.Tensor:
+    """best = the window's first pixel inside the map, then best = v where v > best (v < best for min channels)."""
     use_min = torch.from_numpy(op.consts["min_mask"].astype(bool))
-    windows = _pool_windows(x, op.attrs["k"])
-    best = windows[0]
-    for v in windows[1:]:
-        best = torch.where(use_min, torch.where(v < best, v, best), torch.where(v > best, v, best))
+    best = have = None
+    for v, valid in _pool_taps(x, op):
+        valid = valid.expand_as(v)
+        if best is None:
+            best, have = torch.where(valid, v, torch.zeros_like(v)), valid
+            continue
+        better = torch.where(use_min, v < best, v > best)
+        best = torch.where(valid & (~have | better), v, best)
+        have = have | valid
     return best
+
+
+def avgpool2d(x: torch.Tensor, op: Op) -> torch.Tensor:
+    """s = 0; s = s + v over the window's pixels inside the map in row-major order; out = s / float(n), n the
+    op's divisor, or (divisor 0) the number of those pixels."""
+    total = count = None
+    for v, valid in _pool_taps(x, op):
+        if total is None:
+            total = torch.zeros_like(v)
+            count = torch.zeros(valid.shape, dtype=torch.int64)
+        total = torch.where(valid.expand_as(v), total + v, total)
+        count = count + valid.long()
+    divisor = op.attrs["divisor"]
+    n = torch.full_like(total, float(divisor)) if divisor > 0 else count.float().expand_as(total).contiguous()
+    return total / n
 
 
 def avgpool(x: torch.Tensor, op: Op) -> torch.Tensor:
@@ -143,6 +175,7 @@ KERNELS = {
     "maxpool_bits": lambda ins, op: maxpool_bits(ins[0], op),
     "maxpool_f32": lambda ins, op: maxpool_f32(ins[0], op),
     "avgpool": lambda ins, op: avgpool(ins[0], op),
+    "avgpool2d": lambda ins, op: avgpool2d(ins[0], op),
     "add": lambda ins, op: _act(ins[0] + ins[1], op.attrs["act"]),
     "clamp": lambda ins, op: _act(ins[0], op.attrs["act"]),
     "affine": lambda ins, op: _affine(ins[0], op),

@@ -8,7 +8,7 @@ could silently lose (Conv2d groups/dilation, MaxPool2d ceil_mode, Hardtanh bound
 layer by its position ("layer 3 (irconv2d)", "layer 5.body.0 (irconv2d)") and field.
 
 `check_rules` adds the rules on layer sequences that deployment needs and that the spec alone decides
-(a ReLU before a binarized layer, overlapping max-pooling, ...), so such a model is refused before it
+(a ReLU before a binarized layer, ...), so such a model is refused before it
 trains instead of after. docs/spec.md is generated from this module (`python -m irnet_edge.nn.schema`).
 """
 import difflib
@@ -188,17 +188,16 @@ class ReLUNode(_Node):
     type: Literal["relu"]
 
 
-class MaxPool2dNode(_Node):
-    """Max-pooling over square windows, no padding."""
+class _PoolNode(_Node):
+    """What max- and average pooling share: square windows, a stride, zero to kernel_size / 2 padding."""
 
-    OMIT_IF_DEFAULT: ClassVar[tuple[str, ...]] = ("padding", "dilation", "ceil_mode")
-    type: Literal["maxpool2d"]
     kernel_size: Annotated[int, Ge(1)] = _field(doc="side of the square window")
-    stride: Annotated[int, Ge(1)] = _field(None, doc="stride; default kernel_size. Only equal to kernel_size "
-                                                     "for now (overlapping pooling is not supported yet)")
-    padding: Literal[0] = _field(0, doc="PyTorch's padding", why="padded max-pooling " + _NOT_SUPPORTED)
-    dilation: Literal[1] = _field(1, doc="PyTorch's dilation", why="dilated max-pooling " + _NOT_SUPPORTED)
-    ceil_mode: Literal[False] = _field(False, doc="PyTorch's ceil_mode", why="ceil_mode " + _NOT_SUPPORTED)
+    stride: Annotated[int, Ge(1)] = _field(None, doc="step between windows; default kernel_size (windows that "
+                                                     "tile the map), smaller values overlap them")
+    padding: Annotated[int, Ge(0)] = _field(0, doc="pixels added on each side, at most kernel_size / 2 "
+                                                   "(PyTorch's rule)")
+    ceil_mode: Literal[False] = _field(False, doc="PyTorch's ceil_mode",
+                                       why="ceil_mode " + _NOT_SUPPORTED)
 
     @model_validator(mode="before")
     @classmethod
@@ -206,6 +205,35 @@ class MaxPool2dNode(_Node):
         if isinstance(data, dict) and data.get("stride") is None and "kernel_size" in data:
             data = {**data, "stride": data["kernel_size"]}
         return data
+
+    @model_validator(mode="after")
+    def _check_padding(self):
+        if self.padding > self.kernel_size // 2:
+            raise _node_error(f"padding must be at most kernel_size / 2 ({self.kernel_size // 2} for kernel_size "
+                              f"{self.kernel_size}), not {self.padding}, as in PyTorch: a window must overlap "
+                              "the map")
+        return self
+
+
+class MaxPool2dNode(_PoolNode):
+    """Max-pooling over square windows: any stride, padding that never wins (PyTorch pads with -inf). On floats,
+    and on bits when a binary layer follows (the max of signs is the sign of the max)."""
+
+    OMIT_IF_DEFAULT: ClassVar[tuple[str, ...]] = ("padding", "dilation", "ceil_mode")
+    type: Literal["maxpool2d"]
+    dilation: Literal[1] = _field(1, doc="PyTorch's dilation", why="dilated max-pooling " + _NOT_SUPPORTED)
+
+
+class AvgPool2dNode(_PoolNode):
+    """Average pooling over square windows (nn.AvgPool2d): any stride, zero padding; on floats."""
+
+    OMIT_IF_DEFAULT: ClassVar[tuple[str, ...]] = ("padding", "ceil_mode", "count_include_pad", "divisor_override")
+    type: Literal["avgpool2d"]
+    count_include_pad: bool = _field(True, doc="divide by kernel_size^2 even where the window covers padding "
+                                               "(PyTorch's default); false: by the pixels inside the map")
+    divisor_override: Annotated[int, Ge(1)] | None = _field(None, doc="divide by this instead (PyTorch's "
+                                                                      "divisor_override)",
+                                                            expects="null or an integer >= 1")
 
 
 class GlobalAvgPoolNode(_Node):
@@ -251,7 +279,7 @@ class SequentialNode(_Node):
 
 NODE_MODELS: tuple[type[_Node], ...] = (
     InputNormNode, IRConv2dNode, Conv2dNode, BatchNorm2dNode, BatchNorm1dNode, IRLinearNode, LinearNode,
-    HardtanhNode, ReLUNode, MaxPool2dNode, GlobalAvgPoolNode, FlattenNode, ShortcutANode, ResidualNode,
+    HardtanhNode, ReLUNode, MaxPool2dNode, AvgPool2dNode, GlobalAvgPoolNode, FlattenNode, ShortcutANode, ResidualNode,
     SequentialNode)
 BY_TYPE: dict[str, type[_Node]] = {m.model_fields["type"].annotation.__args__[0]: m for m in NODE_MODELS}
 NODE_TYPES = tuple(BY_TYPE)
@@ -493,10 +521,6 @@ def _walk(layers: list[_Node], prefix: str, nonneg: str | None, top: bool, chann
         elif kind == "sequential":
             raise IrnetEdgeError(f"{PREFIX}{_where(path, node)}: nested sequential blocks cannot be exported; "
                                  "write their layers inline")
-        elif kind == "maxpool2d" and node.stride != node.kernel_size:
-            raise IrnetEdgeError(f"{PREFIX}{_where(path, node)}: overlapping pooling is not supported yet "
-                                 f"(kernel_size {node.kernel_size}, stride {node.stride}): use stride equal to "
-                                 "kernel_size")
         elif kind in ("irconv2d", "irlinear") and node.binary_act and nonneg is not None:
             raise IrnetEdgeError(
                 f"{PREFIX}{_where(path, node)} binarizes its input, but {nonneg} makes that input never negative, "
@@ -508,7 +532,7 @@ def _walk(layers: list[_Node], prefix: str, nonneg: str | None, top: bool, chann
             body = _walk(node.body, f"{path}.body.", nonneg, False, channels)
             short = _walk(node.shortcut, f"{path}.shortcut.", nonneg, False, channels)
             nonneg = _where(path, node) if body is not None and short is not None else None
-        elif kind not in ("maxpool2d", "flatten", "global_avgpool", "shortcut_a", "hardtanh"):
+        elif kind not in ("maxpool2d", "avgpool2d", "flatten", "global_avgpool", "shortcut_a", "hardtanh"):
             nonneg = None  # conv, linear, batchnorm, input_norm: outputs of either sign
     return nonneg
 
@@ -528,7 +552,7 @@ def _fields_table(model: type[BaseModel]) -> list[str]:
             continue
         why = (info.json_schema_extra or {}).get("why")
         allowed = _expects(info) + (f" ({why})" if why else "")
-        default = ("kernel_size" if (model, name) == (MaxPool2dNode, "stride")
+        default = ("kernel_size" if issubclass(model, _PoolNode) and name == "stride"
                    else "the dataset's" if model is SpecFile and info.default is None else _default_text(info))
         rows.append(f"| `{name}` | {allowed} | {default} | {info.description} |")
     return rows
@@ -564,9 +588,9 @@ def markdown() -> str:
               "Refused when the spec is accepted, because deployment could not export the trained model:", "",
               "- `input_norm` anywhere but first;",
               "- a `relu` before a binarized layer (`irconv2d`/`irlinear` with `binary_act` true), also through",
-              "  layers that keep values non-negative (`maxpool2d`, `hardtanh`, `flatten`, `global_avgpool`,",
-              "  `shortcut_a`, a `residual` whose both paths end non-negative): its input sign is always +1;",
-              "- `maxpool2d` with `stride` different from `kernel_size` (overlapping pooling is not supported yet);",
+              "  layers that keep values non-negative (`maxpool2d`, `avgpool2d`, `hardtanh`, `flatten`,",
+              "  `global_avgpool`, `shortcut_a`, a `residual` whose both paths end non-negative): its input sign",
+              "  is always +1;",
               "- nested `sequential` blocks (write the layers inline);",
               "- a binary filter with fewer than 2 weights (`in_channels * kernel_size^2` or `in_features`);",
               "- `batchnorm1d` over a flattened feature map larger than 1x1 unless a `linear` layer follows;",

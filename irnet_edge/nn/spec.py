@@ -4,7 +4,8 @@ A spec is {"format": 1, "name", "input": {"channels", "height", "width"}, "num_c
 Each node is {"type": T, ...params}; "residual" nests {"body": [node], "shortcut": [node]} and
 "sequential" nests {"layers": [node]}. `build_model` turns a spec into an nn.Sequential whose
 state_dict keys depend only on the spec, and `spec_from_module` turns a model made of the supported
-layers back into a spec.
+layers back into a spec (any other module through torch.fx, irnet_edge.nn.trace; `describe_module` also
+gives its state_dict under the spec's keys).
 """
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,9 +95,15 @@ NODE_TYPES = [
              lambda m: {"min_val": m.min_val, "max_val": m.max_val}),
     NodeType("relu", nn.ReLU, lambda n: nn.ReLU(), lambda m: {}),
     NodeType("maxpool2d", nn.MaxPool2d,
-             lambda n: nn.MaxPool2d(n.kernel_size, n.stride),
+             lambda n: nn.MaxPool2d(n.kernel_size, n.stride, n.padding),
              lambda m: {"kernel_size": _int(m.kernel_size), "stride": _int(m.stride), "padding": _int(m.padding),
                         "dilation": _int(m.dilation), "ceil_mode": m.ceil_mode}),
+    NodeType("avgpool2d", nn.AvgPool2d,
+             lambda n: nn.AvgPool2d(n.kernel_size, n.stride, n.padding, count_include_pad=n.count_include_pad,
+                                    divisor_override=n.divisor_override),
+             lambda m: {"kernel_size": _int(m.kernel_size), "stride": _int(m.stride), "padding": _int(m.padding),
+                        "ceil_mode": m.ceil_mode, "count_include_pad": m.count_include_pad,
+                        "divisor_override": m.divisor_override}),
     NodeType("global_avgpool", nn.AdaptiveAvgPool2d,
              lambda n: nn.AdaptiveAvgPool2d(1),
              lambda m: {"output_size": _int(m.output_size)}),
@@ -180,14 +187,43 @@ def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, in
     return x
 
 
-def spec_from_module(model: nn.Sequential, input_shape: tuple[int, int, int], name: str = "custom") -> dict:
-    """Describe a user model (an nn.Sequential of supported layers) as a spec, checked by the schema and the
-    rules deployment needs.
+def _plain_sequential(model: nn.Module) -> bool:
+    """An nn.Sequential of torch.nn and irnet_edge layers is described layer by layer, as it always was; any other
+    module, or a Sequential holding modules of the user's own, goes through torch.fx (irnet_edge.nn.trace)."""
+    known = {t.module_type for t in NODE_TYPES}
+    return (isinstance(model, nn.Sequential) and type(model).forward is nn.Sequential.forward
+            and all(type(m) in known or type(m).__module__.startswith("torch.") for m in model.modules()))
+
+
+def describe_module(model: nn.Module, input_shape: tuple[int, int, int],
+                    name: str = "custom") -> tuple[dict, dict[str, torch.Tensor]]:
+    """A user model's spec (as spec_from_module) and a copy of its weights and BatchNorm statistics under the keys
+    of the model the spec builds (build_model, Checkpoint.build), which differ from the user's own for a traced
+    module ("layer1.0.conv1.weight" becomes "4.body.0.weight")."""
+    if not isinstance(model, nn.Module):
+        raise IrnetEdgeError(f"a custom model is an nn.Module, not {type(model).__name__}")
+    if not _plain_sequential(model):
+        from .trace import describe_traced
+
+        return describe_traced(model, input_shape, name)
+    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    return spec_from_module(model, input_shape, name), state
+
+
+def spec_from_module(model: nn.Module, input_shape: tuple[int, int, int], name: str = "custom") -> dict:
+    """Describe a user model as a spec, checked by the schema and the rules deployment needs: an nn.Sequential of
+    supported layers, or any module whose forward torch.fx traces into supported layers, functions, adds and the
+    package's shortcut (irnet_edge.nn.trace; its weights are under other keys than the spec's: use
+    describe_module).
 
     The number of classes is read off a forward pass so the spec cannot disagree with the model.
     """
-    if not isinstance(model, nn.Sequential):
-        raise IrnetEdgeError("a custom model must be an nn.Sequential of irnet_edge.nn layers")
+    if not isinstance(model, nn.Module):
+        raise IrnetEdgeError(f"a custom model is an nn.Module, not {type(model).__name__}")
+    if not _plain_sequential(model):
+        from .trace import describe_traced
+
+        return describe_traced(model, input_shape, name)[0]
     raw = _describe_sequence(model)
     channels, height, width = input_shape
     layers = validate_layers(raw)

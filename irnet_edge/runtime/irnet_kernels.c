@@ -201,6 +201,111 @@ void irnet_maxpool_f32(const irnet_maxpool_f32_params *prm, const float *in, flo
     }
 }
 
+/* The pixels of pooling window (oy, ox) inside the map: rows [*y0, *y1), columns [*x0, *x1) */
+static void irnet_pool_window(int h, int w, int k, int stride, int pad, int oy, int ox, int *y0, int *y1, int *x0,
+                              int *x1)
+{
+    const int top = oy * stride - pad;
+    const int left = ox * stride - pad;
+    *y0 = top < 0 ? 0 : top;
+    *y1 = top + k > h ? h : top + k;
+    *x0 = left < 0 ? 0 : left;
+    *x1 = left + k > w ? w : left + k;
+}
+
+void irnet_maxpool2d_bits(const irnet_maxpool2d_bits_params *prm, const uint32_t *in, uint32_t *out)
+{
+    const int h = prm->h, w = prm->w, k = prm->k, stride = prm->stride, pad = prm->pad, ho = prm->ho, wo = prm->wo;
+    const uint32_t *or_mask = prm->or_mask;
+    const int words = (prm->channels + 31) / 32;
+    int oy, ox, iy, ix, i, y0, y1, x0, x1;
+    for (oy = 0; oy < ho; ++oy) {
+        for (ox = 0; ox < wo; ++ox) {
+            uint32_t *dst = out + (oy * wo + ox) * words;
+            irnet_pool_window(h, w, k, stride, pad, oy, ox, &y0, &y1, &x0, &x1);
+            for (i = 0; i < words; ++i) {
+                uint32_t all = 0xFFFFFFFFu;
+                uint32_t any = 0;
+                for (iy = y0; iy < y1; ++iy) {
+                    for (ix = x0; ix < x1; ++ix) {
+                        const uint32_t v = in[(iy * w + ix) * words + i];
+                        all &= v;
+                        any |= v;
+                    }
+                }
+                dst[i] = (all & ~or_mask[i]) | (any & or_mask[i]);
+            }
+        }
+    }
+}
+
+void irnet_maxpool2d_f32(const irnet_maxpool2d_f32_params *prm, const float *in, float *out)
+{
+    const int h = prm->h, w = prm->w, channels = prm->channels, k = prm->k, stride = prm->stride, pad = prm->pad;
+    const int ho = prm->ho, wo = prm->wo;
+    const uint8_t *min_mask = prm->min_mask;
+    int oy, ox, iy, ix, c, y0, y1, x0, x1;
+    for (oy = 0; oy < ho; ++oy) {
+        for (ox = 0; ox < wo; ++ox) {
+            float *dst = out + (oy * wo + ox) * channels;
+            irnet_pool_window(h, w, k, stride, pad, oy, ox, &y0, &y1, &x0, &x1);
+            for (iy = y0; iy < y1; ++iy) {
+                for (ix = x0; ix < x1; ++ix) {
+                    const float *src = in + (iy * w + ix) * channels;
+                    if (iy == y0 && ix == x0) {
+                        IRNET_SCALAR_LOOP
+                        for (c = 0; c < channels; ++c) {
+                            dst[c] = src[c];
+                        }
+                        continue;
+                    }
+                    IRNET_SCALAR_LOOP
+                    for (c = 0; c < channels; ++c) {
+                        const float v = src[c];
+                        if (min_mask[c] ? v < dst[c] : v > dst[c]) {
+                            dst[c] = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void irnet_avgpool2d(const irnet_avgpool2d_params *prm, const float *in, float *out)
+{
+    const int h = prm->h, w = prm->w, channels = prm->channels, k = prm->k, stride = prm->stride, pad = prm->pad;
+    const int ho = prm->ho, wo = prm->wo, divisor = prm->divisor;
+    int oy, ox, iy, ix, c, y0, y1, x0, x1;
+    for (oy = 0; oy < ho; ++oy) {
+        for (ox = 0; ox < wo; ++ox) {
+            float *dst = out + (oy * wo + ox) * channels;
+            int n;
+            irnet_pool_window(h, w, k, stride, pad, oy, ox, &y0, &y1, &x0, &x1);
+            n = divisor > 0 ? divisor : (y1 - y0) * (x1 - x0);
+            IRNET_SCALAR_LOOP
+            for (c = 0; c < channels; ++c) {
+                dst[c] = 0.0f;
+            }
+            for (iy = y0; iy < y1; ++iy) {
+                for (ix = x0; ix < x1; ++ix) {
+                    const float *src = in + (iy * w + ix) * channels;
+                    IRNET_SCALAR_LOOP
+                    for (c = 0; c < channels; ++c) {
+                        dst[c] = dst[c] + src[c];
+                    }
+                }
+            }
+            IRNET_SCALAR_LOOP
+            for (c = 0; c < channels; ++c) {
+                float d = (float)n;
+                IRNET_OPAQUE(d); /* a division stays a division (irnet_exact.h) */
+                dst[c] = dst[c] / d;
+            }
+        }
+    }
+}
+
 void irnet_avgpool(const float *in, int pixels, int channels, float *out)
 {
     int p, c;

@@ -53,17 +53,46 @@ typedef struct {
     int act;
 } irnet_bconv_params;
 
-/* k x k max-pool with stride k over bits: AND over the window, OR where or_mask has the channel's bit */
+/* k x k max-pool with stride k and no padding (the fast path of irnet_maxpool2d_bits) over bits: AND over the
+ * window, OR where or_mask has the channel's bit */
 typedef struct {
     int w, channels, k, ho, wo;
     const uint32_t *or_mask;       /* [ceil(channels / 32)] */
 } irnet_maxpool_bits_params;
 
-/* k x k max-pool with stride k over floats; min_mask[c] != 0 takes the minimum instead */
+/* k x k max-pool with stride k and no padding (the fast path of irnet_maxpool2d_f32) over floats; min_mask[c] != 0
+ * takes the minimum instead */
 typedef struct {
     int w, channels, k, ho, wo;
     const uint8_t *min_mask;       /* [channels] */
 } irnet_maxpool_f32_params;
+
+/* Pooling over any window (docs/arithmetic.md, "Overlapping pooling"): output (oy, ox) pools the k x k window whose
+ * top-left pixel is (oy * stride - pad, ox * stride - pad). Only the window's pixels inside the h x w map take
+ * part (PyTorch pads max-pooling with -inf, which never wins, and average pooling with zeros, which add nothing);
+ * every window holds at least one of them (pad <= k / 2). Those pixels are visited in row-major order. */
+
+/* Max-pool over bits: AND of the window's words (the max of +-1 values), OR (the min) where or_mask has the
+ * channel's bit */
+typedef struct {
+    int h, w, channels, k, stride, pad, ho, wo;
+    const uint32_t *or_mask;       /* [ceil(channels / 32)] */
+} irnet_maxpool2d_bits_params;
+
+/* Max-pool over floats: best = the first pixel's value, then best = v where v > best (v < best where min_mask[c]
+ * != 0) */
+typedef struct {
+    int h, w, channels, k, stride, pad, ho, wo;
+    const uint8_t *min_mask;       /* [channels] */
+} irnet_maxpool2d_f32_params;
+
+/* Average pool over floats: s = 0.0f; s = s + v for each pixel; out = s / (float)n (a division), where n is
+ * divisor when divisor > 0 (k * k: PyTorch's count_include_pad; or its divisor_override), else the number of
+ * pixels inside the map */
+typedef struct {
+    int h, w, channels, k, stride, pad, ho, wo;
+    int divisor;
+} irnet_avgpool2d_params;
 
 /* out[p][c] = act(in[p][c] * mult[c] + add[c]) */
 typedef struct {
@@ -77,6 +106,9 @@ void irnet_conv_f32(const irnet_conv_f32_params *p, const float *in, uint32_t *o
 void irnet_bconv(const irnet_bconv_params *p, const uint32_t *in, uint32_t *out_bits, float *out_f32);
 void irnet_maxpool_bits(const irnet_maxpool_bits_params *p, const uint32_t *in, uint32_t *out);
 void irnet_maxpool_f32(const irnet_maxpool_f32_params *p, const float *in, float *out);
+void irnet_maxpool2d_bits(const irnet_maxpool2d_bits_params *p, const uint32_t *in, uint32_t *out);
+void irnet_maxpool2d_f32(const irnet_maxpool2d_f32_params *p, const float *in, float *out);
+void irnet_avgpool2d(const irnet_avgpool2d_params *p, const float *in, float *out);
 void irnet_affine(const irnet_affine_params *p, const float *in, float *out);
 /* bit = in < 0 (on the float's value: -0.0 and NaN give 0) */
 void irnet_sign_pack(const float *in, int pixels, int channels, uint32_t *out);
