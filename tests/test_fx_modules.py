@@ -199,21 +199,24 @@ class Nested(nn.Module):
         self.block = Residual(nn.Sequential(IRConv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)), nn.Sequential())
         self.fc = nn.Linear(8 * 4 * 4, 3)
 
-    def forward(self, x):
+    def forward(self, x):  # x: 1x16x16
         x = self.stem(x)
         inner = F.hardtanh(self.bn_a(self.a(x)))
         inner = torch.add(self.bn_b(self.b(inner)), inner)
-        x = F.max_pool2d(x + inner, 2)
-        x = F.relu(self.block(x))
+        x = F.max_pool2d(x + inner, 3, 2, 1)
+        x = F.relu(self.block(F.avg_pool2d(x, 2, count_include_pad=False)))
         return self.fc(x.reshape(x.shape[0], -1))
 
 
 def test_nested_residuals_and_functional_pooling():
-    spec, _ = _same_forward(_randomised(Nested(), seed=5), (1, 8, 8))
+    spec, _ = _same_forward(_randomised(Nested(), seed=5), (1, 16, 16))
     outer = spec["layers"][3]
     assert outer["type"] == "residual" and outer["shortcut"] == []
     assert [n["type"] for n in outer["body"]] == ["irconv2d", "batchnorm2d", "hardtanh", "residual"]
-    assert [n["type"] for n in spec["layers"][4:]] == ["maxpool2d", "residual", "relu", "flatten", "linear"]
+    assert [n["type"] for n in spec["layers"][4:]] == ["maxpool2d", "avgpool2d", "residual", "relu", "flatten",
+                                                       "linear"]
+    assert spec["layers"][4] == {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}
+    assert spec["layers"][5] == {"type": "avgpool2d", "kernel_size": 2, "stride": 2, "count_include_pad": False}
 
 
 def _refused(module, shape=(1, 8, 8)):
@@ -313,6 +316,10 @@ def test_layer_arguments_and_rules_are_named():
         def forward(self, x):
             return self.fc(self.binary(F.relu(self.conv(x))).flatten(1))
 
+    class Sliced(_Stem):
+        def forward(self, x):
+            return self.head(F.pad(self.conv(x)[:, :2], (0, 0, 0, 0, 1, 1)))
+
     class InPlace(_Stem):
         def forward(self, x):
             y = self.conv(x)
@@ -323,6 +330,7 @@ def test_layer_arguments_and_rules_are_named():
     assert "node view (Tensor.view) reshapes to something other than (batch, -1)" in _refused(Reshape())
     assert "node binary (IRConv2d) binarizes its input, but node relu (torch.nn.functional.relu) makes that " \
            "input never negative" in _refused(ReluBeforeBinary())
+    assert "node getitem (operator.getitem) indexes or slices a tensor" in _refused(Sliced())
     assert "node relu (torch.nn.functional.relu) overwrites its input in place" in _refused(InPlace())
 
 

@@ -51,6 +51,13 @@ def _max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
             "padding": _int(padding), "dilation": _int(dilation), "ceil_mode": ceil_mode}
 
 
+def _avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                divisor_override=None):
+    return {"type": "avgpool2d", "kernel_size": _int(kernel_size),
+            "stride": _int(stride) if stride not in (None, ()) else _int(kernel_size), "padding": _int(padding),
+            "ceil_mode": ceil_mode, "count_include_pad": count_include_pad, "divisor_override": divisor_override}
+
+
 def _pad(input, pad, mode="constant", value=None):
     if mode != "constant" or value not in (None, 0) or len(pad) != 6 or tuple(pad[:4]) != (0, 0, 0, 0) \
             or pad[4] != pad[5]:
@@ -78,6 +85,7 @@ _FUNCTIONS = {
     ("call_method", "flatten"): _flatten,
     ("call_function", F.adaptive_avg_pool2d): _adaptive_avg_pool2d,
     ("call_function", F.max_pool2d): _max_pool2d,
+    ("call_function", F.avg_pool2d): _avg_pool2d,
     ("call_function", F.pad): _pad,
 }
 _ADDS = {("call_function", operator.add), ("call_function", torch.add), ("call_method", "add")}
@@ -87,7 +95,7 @@ SUPPORTED = ("modules " + ", ".join(sorted({m.__name__ for m in (*_LEAVES, *_PAS
              + ", nn.Sequential and irnet_edge's Residual; x + y (operator.add, torch.add, Tensor.add); "
              "F.hardtanh, F.relu, torch.relu, Tensor.relu, torch.flatten(x, 1), Tensor.flatten(1), "
              "x.view(x.size(0), -1), x.reshape(x.size(0), -1), F.adaptive_avg_pool2d(x, 1), F.max_pool2d, "
-             "F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))")
+             "F.avg_pool2d, F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))")
 
 
 class _Refused(Exception):
@@ -116,7 +124,8 @@ class _Tracer(fx.Tracer):
 
 
 def _function_name(fn) -> str:
-    module = {"_operator": "operator", "builtins": ""}.get(fn.__module__ or "", fn.__module__ or "")
+    module = fn.__module__ or ""
+    module = {"_operator": "operator", "builtins": "", "torch._C._nn": "torch.nn.functional"}.get(module, module)
     return f"{module}.{fn.__name__}" if module else fn.__name__
 
 
