@@ -8,7 +8,10 @@ import json
 
 from .resources import asset_dir
 
-ARCHS = ("mcu_m4", "mcu_m0", "resnet20", "resnet20_1w32a", "vgg_small", "resnet18")  # irnet_edge.nn.zoo.ARCHS
+ARCHS = ("mcu_m4", "mcu_m0", "resnet20", "resnet20_1w32a", "vgg_small", "resnet18", "resnet18_imagenet",
+         "resnet34_imagenet")  # irnet_edge.nn.zoo.ARCHS
+OFFICIAL_ARCHS = ("resnet20", "resnet20_1w32a", "resnet18", "vgg_small", "resnet18_imagenet",
+                  "resnet34_imagenet")  # irnet_edge.nn.official.OFFICIAL_ARCHS: what `import` maps onto
 DATASETS = ("mnist", "fashion-mnist", "cifar10")  # irnet_edge.data.DATASETS
 TARGETS = ("host", "cortex-m", "cortex-a")  # irnet_edge.codegen.TARGETS
 ISAS = ("aarch64", "armv7")  # irnet_edge.verify.toolchain.CROSS: the instruction sets of --target cortex-a

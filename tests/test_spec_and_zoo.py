@@ -5,15 +5,18 @@ from torch import nn
 from irnet_edge.data import get_dataset_info
 from irnet_edge.errors import IrnetEdgeError
 from irnet_edge.nn import ARCHS, IRConv2d, build_model, spec_from_module, zoo_spec
-from irnet_edge.nn.layers import IRLinear
+from irnet_edge.nn.layers import IRLinear, Residual
 from irnet_edge.nn.spec import complete_spec
 from irnet_edge.nn.summary import format_summary, summarize
 
 SHAPES = {"mcu_m4": (1, 28), "mcu_m0": (1, 28), "resnet20": (3, 32), "resnet20_1w32a": (3, 32),
-          "vgg_small": (3, 32), "resnet18": (3, 32)}
+          "vgg_small": (3, 32), "resnet18": (3, 32), "resnet18_imagenet": (3, 224), "resnet34_imagenet": (3, 224)}
+CLASSES = {"resnet18_imagenet": 1000, "resnet34_imagenet": 1000}  # the ImageNet networks' input is fixed
 
 
 def _spec(arch):
+    if ARCHS[arch].fixed_input is not None:
+        return zoo_spec(arch)
     c, s = SHAPES[arch]
     return zoo_spec(arch, c, s, 10, [0.5] * c, [0.25] * c)
 
@@ -23,7 +26,7 @@ def test_zoo_spec_round_trips_and_gives_logits(arch):
     spec = _spec(arch)
     model = build_model(spec)
     c, s = SHAPES[arch]
-    assert model.eval()(torch.rand(2, c, s, s)).shape == (2, 10)
+    assert model.eval()(torch.rand(2, c, s, s)).shape == (2, CLASSES.get(arch, 10))
     assert spec_from_module(model, (c, s, s), arch) == spec
     assert list(build_model(spec).state_dict()) == list(model.state_dict())
 
@@ -42,6 +45,13 @@ def test_zoo_models_are_faithful_to_the_official_layouts():
     assert _count(r18, IRConv2d) == 16 and _count(r18, nn.Conv2d) == 4  # stem + three 1x1 downsamples
     w32a = build_model(_spec("resnet20_1w32a"))
     assert all(not m.binary_act for m in w32a.modules() if isinstance(m, IRConv2d))
+    for arch, blocks in (("resnet18_imagenet", 8), ("resnet34_imagenet", 16)):  # Bi-Real: a shortcut per conv
+        net = build_model(_spec(arch))
+        stem, pool = net[1], net[4]
+        assert (stem.kernel_size, stem.stride, stem.padding) == ((7, 7), (2, 2), (3, 3))
+        assert (pool.kernel_size, pool.stride, pool.padding) == (3, 2, 1)
+        assert _count(net, IRConv2d) == 2 * blocks and _count(net, nn.Conv2d) == 4  # stem + three 1x1 downsamples
+        assert _count(net, Residual) == 2 * blocks and net[-1].out_features == 1000
 
 
 def test_first_conv_and_last_fc_stay_full_precision():

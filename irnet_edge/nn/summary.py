@@ -104,5 +104,23 @@ def format_summary(rows: list[LayerRow], title: str) -> str:
     lines = [title, rule, fmt(header), rule, *map(fmt, body), rule, fmt(totals), rule,
              f"binary share of MACs: {share:.2%}",
              f"deployed weight bytes: {tbytes:,} ({tbytes / 1024:.1f} KiB); 1-bit minimum {one_bit_min:,.0f}; "
-             f"float32 model would need {(tb + tf) * 4:,} bytes"]
+             f"float32 model would need {(tb + tf) * 4:,} bytes",
+             storage_line(rows)]
     return "\n".join(lines)
+
+
+def storage_mbit(rows: list[LayerRow]) -> dict[str, float]:
+    """Model storage in Mbit (10^6 bits), as the IR-Net paper counts it: `float32` (every parameter at 32 bits),
+    `binary` (binary weights at 1 bit, every other parameter, BatchNorm's included, at 32) and `deployed` (the
+    bytes irnet-edge deploys: bit-packed filters with their folded per-channel transforms, float layers)."""
+    tb, tf = sum(r.binary_params for r in rows), sum(r.float_params for r in rows)
+    return {"float32": (tb + tf) * 32 / 1e6, "binary": (tb + 32 * tf) / 1e6,
+            "deployed": sum(r.deployed_bytes for r in rows) * 8 / 1e6}
+
+
+def storage_line(rows: list[LayerRow]) -> str:
+    mbit = storage_mbit(rows)
+    ratio = mbit["float32"] / mbit["binary"] if mbit["binary"] else 0.0
+    return (f"storage: float32 model {mbit['float32']:.1f} Mbit; binary model {mbit['binary']:.1f} Mbit (1 bit per "
+            f"binary weight, 32 per other parameter, as the IR-Net paper counts; {ratio:.1f}x smaller); as deployed "
+            f"{mbit['deployed']:.1f} Mbit")

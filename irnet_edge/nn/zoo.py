@@ -1,11 +1,14 @@
-"""The model zoo as specs: the official IR-Net CIFAR networks and two microcontroller networks.
+"""The model zoo as specs: the official IR-Net CIFAR and ImageNet networks and two microcontroller networks.
 
-Every builder takes the input shape, the class count and the input normalisation, so the same
-architecture can be trained on any supported dataset. First conv and last FC stay full precision.
+Every builder takes the input shape, the class count and the padding value, so the CIFAR and microcontroller
+architectures can be trained on any supported dataset. The ImageNet networks (`resnet18_imagenet`,
+`resnet34_imagenet`) are the paper's, for a fixed input (3x224x224, 1000 classes, ImageNet's normalisation):
+`zoo_spec` gives them without arguments and refuses another input. First conv and last FC stay full precision.
 """
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..data.catalog import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import IrnetEdgeError
 from .spec import SPEC_FORMAT
 
@@ -46,8 +49,12 @@ FLATTEN = {"type": "flatten"}
 GLOBAL_AVGPOOL = {"type": "global_avgpool"}
 
 
-def maxpool(k=2):
-    return {"type": "maxpool2d", "kernel_size": k, "stride": k}
+def maxpool(k=2, stride=None, padding=0):
+    node = {"type": "maxpool2d", "kernel_size": k, "stride": k if stride is None else stride}
+    return {**node, "padding": padding} if padding else node
+
+
+IMAGENET_INPUT = (3, 224, 1000)  # channels, side, classes
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class Arch:
     build: Callable[..., list[dict]]
     summary: str
     recipe: str  # the training preset --recipe paper picks
+    # (channels, side, classes) for a network made for one dataset only (ImageNet), else None
+    fixed_input: tuple[int, int, int] | None = None
 
 
 def _resnet20(channels, size, num_classes, padding_value):
@@ -104,6 +113,27 @@ def _resnet18(channels, size, num_classes, padding_value):
     return layers + [GLOBAL_AVGPOOL, FLATTEN, bn1d(512), linear(512, num_classes)]
 
 
+def _resnet_imagenet(blocks: tuple[int, int, int, int]):
+    """The official ImageNet ResNet-18/34 1W/1A (htqin/IR-Net, ImageNet/ResNet*/1w1a/models/resnet.py): FP 7x7/2
+    stem conv -> BN -> hardtanh -> max-pool 3/2 padding 1; four stages of Bi-Real blocks (a shortcut around every
+    binary 3x3 conv, out = hardtanh(bn(conv(x)) + shortcut(x))), the first block of stages 2-4 with a stride-2
+    FP 1x1 conv + BN on its shortcut; global average pool -> BN1d(512) -> FP FC."""
+    def build(channels, size, num_classes, padding_value):
+        layers = [conv(channels, 64, k=7, stride=2, padding=3), bn2d(64), HARDTANH, maxpool(3, 2, 1)]
+        cin = 64
+        for planes, first_stride, count in zip((64, 128, 256, 512), (1, 2, 2, 2), blocks, strict=True):
+            for block in range(count):
+                stride = first_stride if block == 0 else 1
+                shortcut = ([conv(cin, planes, k=1, stride=stride, padding=0), bn2d(planes)]
+                            if stride != 1 or cin != planes else [])
+                layers += [residual([irconv(cin, planes, stride=stride, padding_value=padding_value), bn2d(planes)],
+                                    shortcut), HARDTANH,
+                           residual([irconv(planes, planes, padding_value=padding_value), bn2d(planes)]), HARDTANH]
+                cin = planes
+        return layers + [GLOBAL_AVGPOOL, FLATTEN, bn1d(512), linear(512, num_classes)]
+    return build
+
+
 def _vgg_small(channels, size, num_classes, padding_value):
     """conv -> (pool) -> BN -> hardtanh, as the official VGG-Small orders them."""
     def stage(cin, cout, pool):
@@ -144,6 +174,12 @@ ARCHS = {a.name: a for a in (
     Arch("resnet20_1w32a", _resnet20_1w32a, "CIFAR ResNet-20 1W/32A (binary weights only)", "resnet20_1w32a"),
     Arch("vgg_small", _vgg_small, "VGG-Small 1W/1A", "vgg_small"),
     Arch("resnet18", _resnet18, "CIFAR ResNet-18 1W/1A, FP 1x1 downsample", "resnet18"),
+    Arch("resnet18_imagenet", _resnet_imagenet((2, 2, 2, 2)),
+         "ImageNet ResNet-18 1W/1A (the paper's), Bi-Real shortcuts, FP 7x7 stem and 1x1 downsample", "imagenet",
+         IMAGENET_INPUT),
+    Arch("resnet34_imagenet", _resnet_imagenet((3, 4, 6, 3)),
+         "ImageNet ResNet-34 1W/1A (the paper's), Bi-Real shortcuts, FP 7x7 stem and 1x1 downsample", "imagenet",
+         IMAGENET_INPUT),
 )}
 
 
@@ -154,8 +190,40 @@ def get_arch(name: str) -> Arch:
         raise IrnetEdgeError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCHS)}") from None
 
 
-def zoo_spec(arch: str, channels: int, size: int, num_classes: int, mean, std,
-             padding_value: str = "zero") -> dict:
+def _dims(channels, size) -> str:
+    return f"{channels}x{size}x{size}"
+
+
+def check_input(arch: str, channels: int, size: int, num_classes: int, dataset: str | None = None) -> None:
+    """Refuse, as one IrnetEdgeError, an input the architecture is not made for (the ImageNet networks)."""
+    fixed = get_arch(arch).fixed_input
+    if fixed is None or (channels, size, num_classes) == fixed:
+        return
+    c, s, k = fixed
+    given = f"{dataset} ({_dims(channels, size)}, {num_classes} classes)" if dataset else \
+        f"a {_dims(channels, size)} input with {num_classes} classes"
+    raise IrnetEdgeError(f"{arch} is the paper's ImageNet network ({_dims(c, s)} input, {k} classes) and cannot take "
+                         f"{given}; irnet-edge has no ImageNet reader, so train it with the official htqin/IR-Net "
+                         f"code and bring its weights in with `irnet-edge import STATE_DICT --arch {arch} --out "
+                         "model.pt`, or train a CIFAR architecture (resnet18, resnet20) here")
+
+
+def zoo_spec(arch: str, channels: int | None = None, size: int | None = None, num_classes: int | None = None,
+             mean=None, std=None, padding_value: str = "zero") -> dict:
+    """The spec of a zoo architecture. The ImageNet networks need no arguments (their input, classes and
+    ImageNet's normalisation are the defaults, and another input is refused); the others need all five."""
+    fixed = get_arch(arch).fixed_input
+    if fixed is not None:
+        channels = fixed[0] if channels is None else channels
+        size = fixed[1] if size is None else size
+        num_classes = fixed[2] if num_classes is None else num_classes
+        mean = IMAGENET_MEAN if mean is None else mean
+        std = IMAGENET_STD if std is None else std
+        check_input(arch, channels, size, num_classes)
+    missing = [n for n, v in (("channels", channels), ("size", size), ("num_classes", num_classes), ("mean", mean),
+                              ("std", std)) if v is None]
+    if missing:
+        raise IrnetEdgeError(f"zoo_spec({arch!r}) needs {', '.join(missing)}: {arch} is trained on any dataset")
     layers = get_arch(arch).build(channels, size, num_classes, padding_value)
     return {"format": SPEC_FORMAT, "name": arch, "input": {"channels": channels, "height": size, "width": size},
             "num_classes": num_classes,

@@ -24,7 +24,7 @@ from ..errors import IrnetEdgeError
 from ..nn.checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
 from ..nn.layers import set_ede
 from ..nn.spec import build_model
-from ..nn.zoo import zoo_spec
+from ..nn.zoo import check_input, zoo_spec
 from .augment import random_crop_flip
 from .ede import EDESchedule
 from .plot import plot_history
@@ -159,6 +159,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
     stop_after ends this call after that many epochs (a time-boxed job); resume=True continues it.
     """
     out = Path(out_dir)
+    if config.spec is None:  # the ImageNet networks: refused before anything is read or written
+        info = get_dataset_info(config.dataset)
+        check_input(config.arch, info.channels, info.size, info.num_classes, info.name)
     env = _setup_distributed(device)
     saved = _check_out_dir(out, resume, force)
     if saved is not None:
