@@ -453,5 +453,43 @@ def flash_firmware(project, board, tool, dry_run):
         click.echo(line)
 
 
+def _official_arch_names():
+    from .names import OFFICIAL_ARCHS
+
+    return OFFICIAL_ARCHS
+
+
+@main.command("import", epilog=_examples(
+    "irnet-edge import save_temp/model.th --arch resnet20 --out runs/official/model.pt",
+    "irnet-edge import vgg_small.pth --arch vgg_small --dataset cifar10 --out vgg.pt --force",
+    "irnet-edge import resnet18_imagenet.pth.tar --arch resnet18_imagenet --out r18.pt"))
+@click.argument("state_dict", type=click.Path(path_type=Path))
+@click.option("--arch", type=click.Choice(_official_arch_names()), required=True,
+              help="The zoo architecture the official model maps onto (official resnet20_1w1a: resnet20; "
+                   "ImageNet resnet18/resnet34: resnet18_imagenet/resnet34_imagenet).")
+@click.option("--dataset", type=click.Choice(DATASETS),
+              help="Dataset of a CIFAR architecture, which sets its input and classes [default: cifar10]; not for "
+                   "the ImageNet ones.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The irnet-edge checkpoint to write (an existing file needs --force).")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+def import_official_model(state_dict, arch, dataset, out_file, force):
+    """Import a model trained with the official IR-Net code (htqin/IR-Net): read its state_dict (torch.save, with or
+    without DataParallel's module. prefix, or the trainer's {'state_dict': ...}) with weights_only=True, map it onto
+    the zoo architecture and write an irnet-edge checkpoint. The official code binarizes with torch.sign, whose
+    sign(0) = 0; irnet-edge with sign(0) = +1 (see docs/official.md)."""
+    from .nn.official import OFFICIAL
+    from .official_import import import_official
+
+    ckpt = import_official(state_dict, arch, dataset, out=out_file, force=force)
+    inp = ckpt.spec["input"]
+    count = sum(v.numel() for k, v in ckpt.state_dict.items() if not k.endswith("num_batches_tracked"))
+    click.echo(f"imported the official IR-Net {OFFICIAL[arch]} from {state_dict} as {arch} "
+               f"({inp['channels']}x{inp['height']}x{inp['width']} input, {ckpt.spec['num_classes']} classes, "
+               f"{count:,} values); wrote {out_file}")
+    click.echo("note: the official code binarizes with torch.sign (sign(0) = 0), irnet-edge with sign(0) = +1: an "
+               "activation or centred weight exactly 0 is computed differently (docs/official.md)")
+
+
 if __name__ == "__main__":
     main()
