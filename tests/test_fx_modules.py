@@ -325,6 +325,16 @@ def test_layer_arguments_and_rules_are_named():
             y = self.conv(x)
             return self.head(self.other(x) + F.relu(y, inplace=True) + y)
 
+    class Unassigned(_Stem):
+        def __init__(self):
+            super().__init__()
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            y = self.conv(x)
+            self.relu(y)
+            return self.head(y)
+
     assert "node hardtanh (torch.nn.functional.hardtanh) cannot be a hardtanh layer: min_val must be -1" \
         in _refused(Bounds())
     assert "node view (Tensor.view) reshapes to something other than (batch, -1)" in _refused(Reshape())
@@ -332,6 +342,7 @@ def test_layer_arguments_and_rules_are_named():
            "input never negative" in _refused(ReluBeforeBinary())
     assert "node getitem (operator.getitem) indexes or slices a tensor" in _refused(Sliced())
     assert "node relu (torch.nn.functional.relu) overwrites its input in place" in _refused(InPlace())
+    assert "node relu (ReLU) overwrites its input in place and nothing uses its result" in _refused(Unassigned())
 
 
 def test_a_sequential_is_described_as_before():

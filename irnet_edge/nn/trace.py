@@ -44,8 +44,7 @@ def _adaptive_avg_pool2d(input, output_size):
 
 
 def _max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    if return_indices:
-        raise IrnetEdgeError("return_indices=True is not supported")
+    # return_indices=True never gets here: F.max_pool2d then dispatches to max_pool2d_with_indices, refused by name
     return {"type": "maxpool2d", "kernel_size": _int(kernel_size),
             "stride": _int(stride) if stride not in (None, ()) else _int(kernel_size),
             "padding": _int(padding), "dilation": _int(dilation), "ceil_mode": ceil_mode}
@@ -158,9 +157,30 @@ class _Converter:
             raise IrnetEdgeError(f"{self.owner} cannot be traced with torch.fx: {first}") from None
         finally:
             module.train(was_training)
+        for node in graph.nodes:
+            if not node.users and node.op != "output" and self._in_place(node):
+                # dead-code elimination would drop it, yet eagerly it changes a tensor that is used
+                raise self._error(node, "overwrites its input in place and nothing uses its result: assign it "
+                                        "(x = F.relu(x)) or use inplace=False")
         # the purity check of dead-code elimination looks modules up in the graph's owner
         self.graph = fx.GraphModule(module, graph).graph
         self.graph.eliminate_dead_code()  # what forward computes and never uses is not part of the model
+
+    def _in_place(self, node: fx.Node) -> bool:
+        if node.op == "call_module":
+            return bool(getattr(self.modules[node.target], "inplace", False))
+        if node.op not in ("call_function", "call_method"):
+            return False
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        if name.endswith("_") and not name.startswith("_"):  # x.relu_(), torch.relu_, x.add_(y)
+            return True
+        describe = _FUNCTIONS.get((node.op, node.target))
+        if describe is None:
+            return bool(node.kwargs.get("inplace", False))
+        try:
+            return bool(inspect.signature(describe).bind(*node.args, **node.kwargs).arguments.get("inplace", False))
+        except TypeError:
+            return False  # refused with its arguments when classified
 
     def label(self, node: fx.Node) -> str:
         if node.op == "call_module":
@@ -268,7 +288,7 @@ class _Converter:
             try:
                 raw = describe_layer(module)
             except IrnetEdgeError as exc:
-                raise self._error(node, str(exc)) from None
+                raise self._error(node, f"is refused: {exc}") from None
             return _Leaf(node, self._schema_checked(node, raw), module)
         if op == "call_function" and target is operator.getitem:
             if _is_subsampling(node) and all(u.op == "call_function" and u.target is F.pad for u in node.users):
@@ -300,7 +320,7 @@ class _Converter:
         try:
             raw = describe(**bound.arguments)
         except IrnetEdgeError as exc:
-            raise self._error(node, str(exc)) from None
+            raise self._error(node, f"is refused: {exc}") from None
         return _Leaf(node, self._schema_checked(node, raw), None)
 
     def users(self, node: fx.Node) -> list[fx.Node]:
