@@ -16,13 +16,13 @@ from pathlib import Path
 import matplotlib
 import torch
 
-from irnet_edge.bench import TargetSpec, bench
-from irnet_edge.codegen.firmware import load_board
+from irnet_edge.bench import bench
 from irnet_edge.data import get_dataset_info
 from irnet_edge.errors import IrnetEdgeError
 from irnet_edge.ir import export
 from irnet_edge.nn import build_model, zoo_spec
 from irnet_edge.nn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from irnet_edge.verify.deployment import Deployment, resolve
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,11 +41,11 @@ MATRIX = {
 }
 
 
-def target_spec(name: str) -> TargetSpec:
+def target_spec(name: str) -> Deployment:
     if name in M:
         board, cpu = M[name]
-        return TargetSpec("cortex-m", board=load_board(board), cpu=cpu)
-    return TargetSpec("host") if name == "host" else TargetSpec("cortex-a", arch=name)
+        return resolve("cortex-m", board=board, cpu=cpu)
+    return resolve("host") if name == "host" else resolve("cortex-a", isa=name)
 
 
 def untrained(arch: str, dataset: str, folder: Path) -> Checkpoint:

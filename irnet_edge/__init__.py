@@ -1,15 +1,15 @@
 """irnet-edge: train IR-Net binary neural networks and deploy them as bit-exact C.
 
-The Python API (``convert``, ``CompiledModel``) lives in irnet_edge.api and is imported on first use, so
-``import irnet_edge`` stays light (no torch); so is ``import_official`` (models trained with the official IR-Net
-code), from irnet_edge.official_import.
+The Python API (``convert``, ``CompiledModel``, ``evaluate``) lives in irnet_edge.api and is imported on first
+use, so ``import irnet_edge`` stays light (no torch); so is ``import_official`` (models trained with the official
+IR-Net code), from irnet_edge.official_import.
 """
 
 __version__ = "0.2.0"
 
-__all__ = ["CompiledModel", "__version__", "convert", "import_official"]
+__all__ = ["CompiledModel", "__version__", "convert", "evaluate", "import_official"]
 
-_API = ("CompiledModel", "convert")
+_API = ("CompiledModel", "convert", "evaluate")
 _IMPORT = ("import_official",)
 
 

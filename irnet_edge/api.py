@@ -5,6 +5,7 @@
     logits = model.predict(images)          # computed by the generated C, compiled once on the host
     model.save("generated")                 # what `irnet-edge codegen --out generated` writes
     assert model.verify(images).exact == len(images)
+    model.verify(target="cortex-a", isa="aarch64")   # on the first 100 test images of its dataset, under qemu-user
 
 Inputs are a batch in one of two layouts, told apart by dtype:
 
@@ -20,6 +21,7 @@ import dataclasses
 import hashlib
 import io
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +30,7 @@ from torch import nn
 
 from .errors import IrnetEdgeError
 
-__all__ = ["CompiledModel", "convert"]
-
-_ARCHS = ("aarch64", "armv7")
+__all__ = ["CompiledModel", "convert", "evaluate"]
 
 
 def _check_prefix(prefix: str) -> str:
@@ -112,6 +112,40 @@ def convert(checkpoint_or_module, *, input_shape=None, name: str | None = None) 
         torch.save(ckpt.to_dict(), buffer)
         ckpt = dataclasses.replace(ckpt, sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
     return CompiledModel(ckpt, export(ckpt))
+
+
+def evaluate(checkpoint, dataset: str | None = None, data_dir=None) -> dict:
+    """Test accuracy of a trained model in PyTorch (``irnet-edge evaluate``).
+
+    checkpoint: a path or a Checkpoint. dataset: one of irnet_edge.data.DATASETS (default: the one it was
+    trained on). data_dir: a local copy of the dataset (default: the usual data locations).
+    Returns ``{"dataset", "trained_on" (or None), "accuracy" (a fraction), "correct", "total", "loss" (mean
+    cross-entropy)}``. Raises
+    IrnetEdgeError for a damaged checkpoint, a dataset it does not fit, or data that cannot be found.
+    """
+    from .data import load_split
+    from .nn.checkpoint import Checkpoint, load_checkpoint
+    from .train import evaluate as accuracy_and_loss
+
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    dataset = dataset or ckpt.config.get("dataset")
+    if dataset is None:
+        raise IrnetEdgeError(f"{checkpoint} does not say which dataset it was trained on; name one (--dataset)")
+    trained_on = ckpt.config.get("dataset")
+    test = load_split(dataset, "test", data_dir)
+    inp = ckpt.spec["input"]
+    shape = (inp["channels"], inp["height"], inp["width"])
+    got = tuple(test.images.shape[1:])
+    labels = int(test.labels.max()) + 1 if len(test) else 0
+    if got != shape or labels > ckpt.spec["num_classes"]:
+        what = (f"{'x'.join(map(str, got))} images" if got != shape else f"{labels} classes")
+        model = f"{'x'.join(map(str, shape))} images, {ckpt.spec['num_classes']} classes"
+        raise IrnetEdgeError(f"{dataset} has {what}, the model takes {model}"
+                             + (f" (it was trained on {trained_on})" if trained_on else "")
+                             + "; evaluate it on a dataset of that shape")
+    accuracy, loss = accuracy_and_loss(ckpt.build(), test.images, test.labels)
+    return {"dataset": dataset, "trained_on": trained_on, "accuracy": accuracy,
+            "correct": round(accuracy * len(test)), "total": len(test), "loss": loss}
 
 
 class CompiledModel:
@@ -291,59 +325,122 @@ class CompiledModel:
 
         return reference.run_batched(self.graph, self._pixels(x)).numpy().astype(np.float32, copy=False)
 
-    def verify(self, x, target: str = "host", arch: str | None = None, board: str | None = None,
-               cpu: str | None = None):
-        """Build the generated C for a target, run it on x and compare every logit bit for bit with the reference.
+    @property
+    def dataset(self) -> str:
+        """The dataset the model was trained on (its checkpoint's config); IrnetEdgeError when it does not say."""
+        dataset = self.checkpoint.config.get("dataset")
+        if not dataset:
+            raise IrnetEdgeError(f"the checkpoint of {self.name!r} does not say which dataset it was trained on, so "
+                                 "its test images cannot be chosen (from Python, pass the inputs)")
+        return dataset
 
-        target: ``"host"`` (gcc), ``"cortex-a"`` (needs arch ``"aarch64"`` or ``"armv7"``; qemu-user) or
-        ``"cortex-m"`` (needs an emulated board, e.g. ``"mps2-an386"``; optional cpu; qemu-system-arm).
-        Returns a VerifyResult: ``samples``, ``exact`` (bit-exact samples), ``first_bad`` (index or None) and
-        ``mismatch`` (the first differing op, or None). Raises IrnetEdgeError for wrong inputs or options.
+    def test_inputs(self, samples: int, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``samples`` test images of the model's dataset as uint8 pixels NHWC (N, H, W, C) and their
+        labels (N,), integers. Raises IrnetEdgeError when the dataset cannot be found or does not fit the model."""
+        from .data import load_split
+
+        test = load_split(self.dataset, "test", data_dir)
+        n = min(int(samples), len(test))
+        c, h, w = self.input_shape
+        if tuple(test.images.shape[1:]) != (c, h, w):
+            raise IrnetEdgeError(f"{self.dataset} images are {'x'.join(map(str, test.images.shape[1:]))}, the model "
+                                 f"takes {c}x{h}x{w}")
+        return (test.images[:n].permute(0, 2, 3, 1).contiguous().numpy(),
+                test.labels[:n].numpy())
+
+    def agreement(self, samples: int = 10000, data_dir=None) -> tuple[int, float, float]:
+        """How well the reference executor (the deployed arithmetic) matches the trained PyTorch model on the first
+        ``samples`` test images: (images, top-1 agreement as a fraction, largest absolute logit difference)."""
+        from .verify.compare import agreement
+
+        pixels, _ = self.test_inputs(samples, data_dir)
+        top1, worst = agreement(self.checkpoint, self.graph, torch.from_numpy(pixels).permute(0, 3, 1, 2))
+        return len(pixels), top1, worst
+
+    def verify(self, x=None, target: str = "host", isa: str | None = None, board: str | None = None,
+               cpu: str | None = None, *, samples: int = 100, data_dir=None, prefix: str | None = None,
+               arch: str | None = None):
+        """Build the generated C for a target, run it on inputs and compare every logit bit for bit with the
+        reference executor.
+
+        x: the inputs (see the module docstring); default: the first ``samples`` test images of the model's
+        dataset (from data_dir or the usual data locations). target: ``"host"`` (gcc), ``"cortex-a"`` (needs isa
+        ``"aarch64"`` or ``"armv7"``; qemu-user) or ``"cortex-m"`` (needs an emulated board, e.g.
+        ``"mps2-an386"``; optional cpu; qemu-system-arm), or a Deployment from
+        ``irnet_edge.verify.deployment.resolve``. arch: deprecated spelling of isa.
+        Returns a VerifyResult: ``samples``, ``exact`` (bit-exact samples), ``first_bad`` (index or None),
+        ``mismatch`` (the first differing op, or None), ``where`` (the target as named in messages). Raises
+        IrnetEdgeError for wrong inputs or options.
         """
-        from .verify import host, qemu
+        deployment = self._deployment(target, isa, board, cpu, arch)
+        prefix = _check_prefix(self.prefix if prefix is None else prefix)
+        labels, dataset = None, self.checkpoint.config.get("dataset") or ""
+        if x is None:
+            pixels, labels = self.test_inputs(samples, data_dir)
+            pixels = torch.from_numpy(pixels)
+        else:
+            pixels = self._pixels(x)
+        result = deployment.verify(self.graph, prefix, self.checkpoint.sha256, pixels, dataset, labels)
+        result.where = deployment.describe()
+        return result
 
-        board_spec = self._target(target, arch, board, cpu)
-        pixels = self._pixels(x)
-        if target == "cortex-m":
-            return qemu.verify(self.graph, self.prefix, self.checkpoint.sha256, pixels, board_spec, cpu,
-                               self.checkpoint.config.get("dataset") or "")
-        return host.verify(self.graph, self.prefix, self.checkpoint.sha256, pixels,
-                           arch=arch if target == "cortex-a" else None)
-
-    def bench(self, target: str = "host", arch: str | None = None, board: str | None = None,
-              cpu: str | None = None, baseline: bool = False):
+    def bench(self, target: str = "host", isa: str | None = None, board: str | None = None,
+              cpu: str | None = None, baseline: bool = False, *, prefix: str | None = None, log=None,
+              arch: str | None = None):
         """Count the instructions of one inference exactly, per op, under QEMU (``irnet-edge bench``).
 
-        target, arch, board, cpu: as for :meth:`verify`. baseline: also measure the float32 baseline.
-        Returns a BenchResult (``.to_json()`` gives schema irnet-edge-bench/1; ``irnet_edge.bench.to_text`` the
-        table). Raises IrnetEdgeError for wrong options or missing tools.
+        target, isa, board, cpu: as for :meth:`verify`. baseline: also measure the float32 baseline. log: called
+        with progress messages (str). Returns a BenchResult (``.to_json()`` gives schema irnet-edge-bench/2;
+        ``irnet_edge.bench.to_text`` the table). Raises IrnetEdgeError for wrong options or missing tools.
         """
-        from .bench import TargetSpec
         from .bench import bench as run_bench
 
-        board_spec = self._target(target, arch, board, cpu)
-        spec = TargetSpec(target, board=board_spec, cpu=cpu if target == "cortex-m" else None,
-                          arch=arch if target == "cortex-a" else None)
-        return run_bench(self.graph, self.prefix, self.checkpoint.sha256, spec, bool(baseline))
+        deployment = self._deployment(target, isa, board, cpu, arch)
+        prefix = _check_prefix(self.prefix if prefix is None else prefix)
+        return run_bench(self.graph, prefix, self.checkpoint.sha256, deployment, bool(baseline),
+                         log=log or (lambda message: None))
 
-    def _target(self, target: str, arch, board, cpu):
-        """Checks the target options; returns the board for cortex-m."""
-        from .codegen import TARGETS
-        from .codegen.firmware import board_names, cpu_names, load_board
+    def firmware(self, directory, board: str, cpu: str | None = None, *, samples: int = 8, data_dir=None,
+                 prefix: str | None = None, force: bool = False) -> str:
+        """Write and build a firmware project for a board (``irnet-edge firmware``): app.elf, app.bin, app.hex,
+        with the first ``samples`` test images of the model's dataset embedded for its demo. The project is built
+        in a staging directory and appears whole or not at all.
 
-        if target not in TARGETS:
-            raise IrnetEdgeError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
-        if target == "cortex-a" and arch not in _ARCHS:
-            raise IrnetEdgeError(f"target 'cortex-a' needs arch='aarch64' or arch='armv7', got {arch!r}")
-        if target != "cortex-a" and arch is not None:
-            raise IrnetEdgeError(f"arch is for target 'cortex-a', not {target!r}")
-        if target != "cortex-m":
-            if board is not None or cpu is not None:
-                raise IrnetEdgeError(f"board and cpu are for target 'cortex-m', not {target!r}")
-            return None
-        if board is None:
-            emulated = [b for b in board_names() if load_board(b).emulator]
-            raise IrnetEdgeError(f"target 'cortex-m' needs board=, one of the emulated boards: {', '.join(emulated)}")
-        if cpu is not None and cpu not in cpu_names():
-            raise IrnetEdgeError(f"unknown cpu {cpu!r}; available: {', '.join(cpu_names())}")
-        return load_board(board)
+        Returns the size report (flash and RAM against the board's). Raises IrnetEdgeError for an unknown board or
+        core, a model that does not fit, a prefix that clashes with the project's files, a non-empty directory
+        without force, or a failed build.
+        """
+        from .codegen import check_out_dir, default_prefix, write_tree
+        from .codegen.firmware import check_firmware_prefix, load_board, project_names, render_firmware
+        from .verify.qemu import build_firmware, size_report
+
+        out = Path(directory)
+        check_out_dir(out, force)
+        if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= 255:
+            raise IrnetEdgeError(f"samples must be an integer from 1 to 255, got {samples!r:.40}")
+        prefix = check_firmware_prefix(prefix or default_prefix(self.name, project_names()))
+        chosen = load_board(board)
+        pixels, labels = self.test_inputs(samples, data_dir)
+        files = render_firmware(self.graph, prefix, self.checkpoint.sha256, chosen, cpu, pixels, labels,
+                                self.dataset)
+        write_tree(files, out, force, build=build_firmware)  # built in the staging directory, then renamed
+        return size_report(out, chosen)
+
+    @staticmethod
+    def _deployment(target: str, isa, board, cpu, arch):
+        """The target with its options, checked once (irnet_edge.verify.deployment); arch= is isa's old name."""
+        from .verify.deployment import Deployment, resolve
+
+        if isinstance(target, Deployment):  # resolved already (the command line does, to name its options)
+            if any(option is not None for option in (isa, board, cpu, arch)):
+                raise IrnetEdgeError("give the target's options to resolve(), not beside a resolved Deployment")
+            return target
+        aliases = {}
+        if arch is not None:
+            warnings.warn("arch= is deprecated, use isa=", DeprecationWarning, stacklevel=3)
+            if isa not in (None, arch):
+                raise IrnetEdgeError(f"isa={isa!r} and arch={arch!r} disagree; give isa= only")
+            isa, aliases = arch, {"isa": "arch"}
+        if not isinstance(target, str):
+            raise IrnetEdgeError(f"target must be a string, one of host, cortex-m, cortex-a; got {target!r:.40}")
+        return resolve(target, isa=isa, board=board, cpu=cpu, aliases=aliases)

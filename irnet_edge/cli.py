@@ -151,18 +151,12 @@ _DATA_DIR_HELP = "Local copy of the dataset [default: the usual data locations].
 @click.option("--dataset", type=click.Choice(DATASETS), help="Default: the dataset it was trained on.")
 def evaluate(checkpoint, data_dir, dataset):
     """Print the test accuracy of a checkpoint."""
-    from .data import load_split
-    from .nn.checkpoint import load_checkpoint
-    from .train import evaluate as run_eval
+    from .api import evaluate as run_evaluate
 
-    ckpt = load_checkpoint(checkpoint)
-    dataset = dataset or ckpt.config.get("dataset")
-    if dataset is None:
-        raise IrnetEdgeError(f"{checkpoint} does not say which dataset it was trained on; pass --dataset")
-    test = load_split(dataset, "test", data_dir)
-    accuracy, loss = run_eval(ckpt.build(), test.images, test.labels)
-    click.echo(f"test accuracy {accuracy:.4f} ({round(accuracy * len(test))}/{len(test)}) on {dataset}, "
-               f"loss {loss:.4f}")
+    result = run_evaluate(checkpoint, dataset, data_dir)
+    other = f" (trained on {result['trained_on']})" if result["trained_on"] not in (None, result["dataset"]) else ""
+    click.echo(f"test accuracy {result['accuracy']:.4f} ({result['correct']}/{result['total']}) on "
+               f"{result['dataset']}{other}, loss {result['loss']:.4f}")
 
 
 @main.command(epilog=_examples(
@@ -171,13 +165,9 @@ def evaluate(checkpoint, data_dir, dataset):
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 def summary(checkpoint):
     """Print a per-layer table: shapes, parameters, deployed bytes and MACs."""
-    from .nn.checkpoint import load_checkpoint
-    from .nn.summary import format_summary, summarize
+    from .api import convert
 
-    ckpt = load_checkpoint(checkpoint)
-    shape = (ckpt.spec["input"]["channels"], ckpt.spec["input"]["height"], ckpt.spec["input"]["width"])
-    title = f"{ckpt.spec['name']}: input {'x'.join(map(str, shape))}, {ckpt.spec['num_classes']} classes"
-    click.echo(format_summary(summarize(ckpt.build(), shape), title))
+    click.echo(convert(checkpoint).summary())
 
 
 _TARGET_HELP = "What the C is for: portable C (host), Cortex-M kernels, or NEON for Linux on Cortex-A."
@@ -228,7 +218,7 @@ def _deprecated_arch(ctx, param, value):
 
 def _target_options(command):
     """--target, --board, --cpu and --isa (and the deprecated --arch), shared by the commands that build and run
-    for a target; _check_target_options refuses those the chosen target does not use."""
+    for a target; _deployment refuses those the chosen target does not use."""
     for option in reversed((
             click.option("--target", type=click.Choice(TARGETS), default="host", show_default=True,
                          help="Where the C runs: gcc on this machine (host), a board under QEMU (cortex-m) or "
@@ -243,30 +233,17 @@ def _target_options(command):
     return command
 
 
-# options that only some targets use: the option (its parameter name) and those targets
-_TARGET_ONLY = {"board": ("cortex-m",), "cpu": ("cortex-m",), "isa": ("cortex-a",)}
+def _deployment(target: str, board: str | None, cpu: str | None, isa: str | None, deprecated_arch: str | None):
+    """The target with its options, checked once by irnet_edge.verify.deployment and named as options are on the
+    command line; --arch, the former spelling of --isa, counts as --isa."""
+    from .verify.deployment import CLI, resolve
 
-
-def _check_target_options(target: str, deprecated_arch: str | None = None, **given: str | None) -> str | None:
-    """Refuse, as one error, an option the target does not use and a target without the option it needs; returns
-    the instruction set (--isa, or the deprecated --arch)."""
-    from .codegen.firmware import load_board
-
+    aliases = {}
     if deprecated_arch is not None:
-        if given.get("isa") not in (None, deprecated_arch):
-            raise IrnetEdgeError(f"--isa {given['isa']} and --arch {deprecated_arch} disagree; give --isa only")
-        given["isa"] = deprecated_arch
-    for name, value in given.items():
-        if value is not None and target not in _TARGET_ONLY[name]:
-            spelling = "--arch" if name == "isa" and deprecated_arch is not None else f"--{name}"
-            raise IrnetEdgeError(f"{spelling} applies only to --target {' or '.join(_TARGET_ONLY[name])}, "
-                                 f"not to --target {target}; leave it out")
-    if target == "cortex-m" and given.get("board") is None:
-        raise IrnetEdgeError("--target cortex-m needs --board, one of the emulated boards: "
-                             + ", ".join(b for b in board_names() if load_board(b).emulator))
-    if target == "cortex-a" and given.get("isa") is None:
-        raise IrnetEdgeError("--target cortex-a needs --isa aarch64 or --isa armv7")
-    return given.get("isa")
+        if isa not in (None, deprecated_arch):
+            raise IrnetEdgeError(f"--isa {isa} and --arch {deprecated_arch} disagree; give --isa only")
+        isa, aliases = deprecated_arch, {"isa": "arch"}
+    return resolve(target, isa=isa, board=board, cpu=cpu, spelling=CLI, aliases=aliases)
 
 
 @main.command(epilog=_examples(
@@ -283,40 +260,21 @@ def _check_target_options(target: str, deprecated_arch: str | None = None, **giv
 @click.option("--prefix", help="C symbol prefix [default: the model's name].")
 def verify(checkpoint, target, board, cpu, isa, deprecated_arch, samples, agreement_samples, data_dir, prefix):
     """Compile the generated C, run it on real test inputs and compare every output bit for bit."""
-    from .codegen import check_prefix, default_prefix
-    from .codegen.firmware import load_board
-    from .data import load_split
-    from .ir import export
-    from .nn.checkpoint import load_checkpoint
-    from .verify import host, qemu
-    from .verify.compare import agreement
+    from .api import convert
+    from .codegen import check_prefix
 
-    isa = _check_target_options(target, deprecated_arch, board=board, cpu=cpu, isa=isa)
-    ckpt = load_checkpoint(checkpoint)
-    prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
-    dataset = _checkpoint_dataset(ckpt, checkpoint)
-    graph = export(ckpt)
-    test = load_split(dataset, "test", data_dir)
+    deployment = _deployment(target, board, cpu, isa, deprecated_arch)
+    if prefix is not None:
+        check_prefix(prefix)
+    model = convert(checkpoint)
     if agreement_samples:
-        n = min(agreement_samples, len(test))
-        top1, worst = agreement(ckpt, graph, test.images[:n])
-        click.echo(f"reference vs trained model on {n} {dataset} test images: top-1 agreement {top1:.2%}, "
+        n, top1, worst = model.agreement(agreement_samples, data_dir)
+        click.echo(f"reference vs trained model on {n} {model.dataset} test images: top-1 agreement {top1:.2%}, "
                    f"largest logit difference {worst:.3g}")
-    n = min(samples, len(test))
-    inputs = test.images[:n].permute(0, 2, 3, 1).contiguous()
-    if target == "host":
-        result, where = host.verify(graph, prefix, ckpt.sha256, inputs), "host"
-    elif target == "cortex-a":
-        result, where = host.verify(graph, prefix, ckpt.sha256, inputs, arch=isa), f"{isa} (qemu-user)"
-    else:
-        chosen = load_board(board)
-        result = qemu.verify(graph, prefix, ckpt.sha256, inputs, chosen, cpu, dataset, test.labels[:n].numpy())
-        where = f"{board} ({cpu or chosen.cpu}, QEMU)"
+    result = model.verify(target=deployment, samples=samples, data_dir=data_dir, prefix=prefix)
     if result.exact != result.samples:
-        detail = f": {result.mismatch.describe()}" if result.mismatch else ""
-        raise IrnetEdgeError(f"{result.exact}/{result.samples} bit-exact on {where}; sample {result.first_bad} "
-                             f"differs{detail}")
-    click.echo(f"{result.exact}/{result.samples} bit-exact on {where}")
+        raise IrnetEdgeError(result.describe())
+    click.echo(result.describe())
 
 
 @main.command(epilog=_examples(
@@ -327,31 +285,20 @@ def verify(checkpoint, target, board, cpu, isa, deprecated_arch, samples, agreem
 @_target_options
 @click.option("--baseline", type=click.Choice(["none", "float32"]), default="none", show_default=True,
               help="Also measure the same network with every binary layer as a float32 convolution.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema irnet-edge-bench/1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema irnet-edge-bench/2).")
 @click.option("--prefix", help="C symbol prefix [default: the model's name].")
 def bench(checkpoint, target, board, cpu, isa, deprecated_arch, baseline, as_json, prefix):
     """Count the instructions of one inference exactly (per op), with flash and RAM, under QEMU."""
-    from .bench import TargetSpec, to_text
-    from .bench import bench as run_bench
-    from .codegen import check_prefix, default_prefix
-    from .codegen.firmware import load_board
-    from .ir import export
-    from .nn.checkpoint import load_checkpoint
+    from .api import convert
+    from .bench import to_text
+    from .codegen import check_prefix
 
-    isa = _check_target_options(target, deprecated_arch, board=board, cpu=cpu, isa=isa)
-    ckpt = load_checkpoint(checkpoint)
-    prefix = check_prefix(prefix or default_prefix(ckpt.spec["name"]))
-    spec = TargetSpec(target, board=load_board(board) if target == "cortex-m" else None, cpu=cpu, arch=isa)
-    result = run_bench(export(ckpt), prefix, ckpt.sha256, spec, baseline == "float32",
-                       log=lambda message: click.echo(message, err=True))
+    deployment = _deployment(target, board, cpu, isa, deprecated_arch)
+    if prefix is not None:
+        check_prefix(prefix)
+    result = convert(checkpoint).bench(deployment, baseline=baseline == "float32", prefix=prefix,
+                                       log=lambda message: click.echo(message, err=True))
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else to_text(result))
-
-
-def _checkpoint_dataset(ckpt, path) -> str:
-    dataset = ckpt.config.get("dataset")
-    if dataset is None:
-        raise IrnetEdgeError(f"{path} does not say which dataset it was trained on; it cannot pick test inputs")
-    return dataset
 
 
 @main.command(epilog=_examples(
@@ -371,26 +318,15 @@ def _checkpoint_dataset(ckpt, path) -> str:
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
     """Write and build a firmware project for a board: app.elf, app.bin, app.hex and a size report."""
-    from .codegen import check_out_dir, default_prefix, write_tree
-    from .codegen.firmware import check_firmware_prefix, load_board, project_names, render_firmware
-    from .data import load_split
-    from .ir import export
-    from .nn.checkpoint import load_checkpoint
-    from .verify.qemu import build_firmware, size_report
+    from .api import convert
+    from .codegen import check_out_dir
+    from .codegen.firmware import check_firmware_prefix
 
     check_out_dir(out_dir, force)
     if prefix is not None:
         check_firmware_prefix(prefix)
-    ckpt = load_checkpoint(checkpoint)
-    prefix = check_firmware_prefix(prefix or default_prefix(ckpt.spec["name"], project_names()))
-    dataset = _checkpoint_dataset(ckpt, checkpoint)
-    chosen = load_board(board)
-    graph = export(ckpt)
-    test = load_split(dataset, "test", data_dir)
-    files = render_firmware(graph, prefix, ckpt.sha256, chosen, cpu,
-                            test.images[:samples].permute(0, 2, 3, 1).numpy(), test.labels[:samples].numpy(), dataset)
-    write_tree(files, out_dir, force, build=build_firmware)  # built in the staging directory, then renamed
-    click.echo(size_report(out_dir, chosen))
+    click.echo(convert(checkpoint).firmware(out_dir, board, cpu, samples=samples, data_dir=data_dir, prefix=prefix,
+                                            force=force))
 
 
 @main.command("run", epilog=_examples(

@@ -119,7 +119,7 @@ def test_verify_host_all_exact(model, mnist_test):
 
 def test_verify_emulated_targets_and_bench(model, mnist_test):
     x = mnist_test.images[:4].float() / 255
-    for options in ({"target": "cortex-m", "board": "mps2-an386"}, {"target": "cortex-a", "arch": "aarch64"}):
+    for options in ({"target": "cortex-m", "board": "mps2-an386"}, {"target": "cortex-a", "isa": "aarch64"}):
         result = model.verify(x, **options)
         assert (result.samples, result.exact) == (4, 4), options
     bench = model.bench(target="host").to_json()
@@ -162,12 +162,13 @@ def test_wrong_arguments_are_one_line_errors(model, tmp_path):
         (lambda: model.save(tmp_path / "a", prefix="int"), "prefix 'int' is not a valid"),
         (lambda: model.save(tmp_path / "b", target="gpu"), "unknown target"),
         (lambda: model.save(tmp_path / "c", selftest_input=NHWC), "one input"),
-        (lambda: model.verify(NHWC, target="cortex-a"), "arch="),
+        (lambda: model.verify(NHWC, target="cortex-a"), "needs isa='aarch64' or isa='armv7'"),
+        (lambda: model.verify(NHWC, target="cortex-a", isa="riscv"), "unknown instruction set 'riscv'"),
         (lambda: model.verify(NHWC, target="cortex-m"), "board=, one of"),
         (lambda: model.verify(NHWC, target="cortex-m", board="nope"), "unknown board"),
-        (lambda: model.verify(NHWC, board="mps2-an386"), "for target 'cortex-m'"),
-        (lambda: model.bench(target="host", arch="armv7"), "for target 'cortex-a'"),
-        (lambda: model.bench(target="cortex-m", board="mps2-an386", cpu="z80"), "unknown cpu"),
+        (lambda: model.verify(NHWC, board="mps2-an386"), "board= applies only to target='cortex-m'"),
+        (lambda: model.bench(target="host", isa="armv7"), "isa= applies only to target='cortex-a'"),
+        (lambda: model.bench(target="cortex-m", board="mps2-an386", cpu="z80"), "unknown CPU 'z80'"),
     ]
     for call, message in cases:
         with pytest.raises(IrnetEdgeError, match=message) as info:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from irnet_edge.bench import SCHEMA, TargetSpec, bench, measure, to_text
+from irnet_edge.bench import SCHEMA, bench, measure, to_text
 from irnet_edge.bench.m4_cycles import REFILL, estimate
 from irnet_edge.bench.plugin import Block, Report, parse_report
 from irnet_edge.cli import main
@@ -17,14 +17,15 @@ from irnet_edge.errors import IrnetEdgeError
 from irnet_edge.ir import export, reference
 from irnet_edge.ir.baseline import float_baseline
 from irnet_edge.nn.checkpoint import load_checkpoint
+from irnet_edge.verify.deployment import resolve
 
 from .test_export_c import GRID, grid_id, grid_model
 
-AN386 = TargetSpec("cortex-m", board=load_board("mps2-an386"))
-TARGETS = {"host": TargetSpec("host"), "cortex-m4": AN386, "aarch64": TargetSpec("cortex-a", arch="aarch64"),
-           "armv7": TargetSpec("cortex-a", arch="armv7"),
-           "cortex-m55": TargetSpec("cortex-m", load_board("mps3-an547")),
-           "cortex-m0plus": TargetSpec("cortex-m", load_board("mps2-an385"), cpu="cortex-m0plus")}
+AN386 = resolve("cortex-m", board="mps2-an386")
+TARGETS = {"host": resolve("host"), "cortex-m4": AN386, "aarch64": resolve("cortex-a", isa="aarch64"),
+           "armv7": resolve("cortex-a", isa="armv7"),
+           "cortex-m55": resolve("cortex-m", board="mps3-an547"),
+           "cortex-m0plus": resolve("cortex-m", board="mps2-an385", cpu="cortex-m0plus")}
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +98,10 @@ def test_json_schema(trained_mcu):
                                        "mps2-an386", "--baseline", "float32", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["schema"] == SCHEMA == "irnet-edge-bench/1"
+    assert data["schema"] == SCHEMA == "irnet-edge-bench/2"
     assert set(data) == {"schema", "tool_version", "model", "checkpoint_sha256", "target", "input", "binary",
                          "baseline", "baseline_over_binary"}
-    assert data["target"] == {"name": "cortex-m", "board": "mps2-an386", "cpu": None, "arch": None}
+    assert data["target"] == {"name": "cortex-m", "board": "mps2-an386", "cpu": None, "isa": None}
     for part in ("binary", "baseline"):
         m = data[part]
         assert set(m) == {"instructions", "bit_exact", "model_flash_bytes", "model_ram_bytes", "image",
@@ -178,5 +179,6 @@ def test_baseline_too_big_for_the_board_is_one_error_before_any_build(mcu_m0, mo
     small = load_board("mps3-an547")
     tight = dataclasses.replace(small, flash={**small.flash, "length": graph.const_bytes() + 20_000})
     monkeypatch.setattr(measure, "_measure", lambda *a, **k: pytest.fail("built before checking the fit"))
+    target = dataclasses.replace(resolve("cortex-m", board="mps3-an547"), board=tight)
     with pytest.raises(IrnetEdgeError, match="the float32 baseline does not fit"):
-        bench(graph, "mcu_m0", ckpt.sha256, TargetSpec("cortex-m", board=tight), baseline=True)
+        bench(graph, "mcu_m0", ckpt.sha256, target, baseline=True)

@@ -18,7 +18,7 @@ def test_mcu_model_bit_exact_under_qemu_user(arch, trained_mcu, mnist_dir):
     test = load_split("mnist", "test", mnist_dir)
     ckpt = load_checkpoint(trained_mcu["mcu_m4"])
     result = verify(export(ckpt), "mcu_m4", ckpt.sha256, test.images[:100].permute(0, 2, 3, 1).contiguous(),
-                    arch=arch)
+                    isa=arch)
     assert result.exact == result.samples == 100
 
 
@@ -26,7 +26,7 @@ def test_mcu_model_bit_exact_under_qemu_user(arch, trained_mcu, mnist_dir):
 @pytest.mark.parametrize("case", GRID, ids=grid_id)
 def test_neon_kernel_grid(arch, case, tmp_path):
     ckpt, graph, inputs = grid_model(case, tmp_path)
-    result = verify(graph, "grid", ckpt.sha256, inputs[:8], arch=arch)
+    result = verify(graph, "grid", ckpt.sha256, inputs[:8], isa=arch)
     assert result.exact == result.samples == 8
 
 
@@ -52,7 +52,7 @@ def test_one_and_four_threads_give_the_same_bits(arch, trained_mcu, mnist_dir, t
     graph = export(ckpt)
     inputs = test.images[:20].permute(0, 2, 3, 1).contiguous()
     outputs = [run_c(graph, "m4", ckpt.sha256, inputs, tmp_path, cflags="-std=c99 -O2 -Wall -Wextra -Werror "
-                     "-pedantic -fopenmp", ldflags="-fopenmp", arch=arch, threads=n, tree_name=f"t{n}")
+                     "-pedantic -fopenmp", ldflags="-fopenmp", isa=arch, threads=n, tree_name=f"t{n}")
                for n in (1, 4)]
     expected = reference.run(graph, inputs).numpy()
     for got in outputs:
@@ -85,7 +85,7 @@ def cifar_models(cifar_dir, tmp_path_factory):
 def test_cifar_zoo_models_under_qemu_user(arch, model, cifar_models, cifar_dir):
     test = load_split("cifar10", "test", cifar_dir)
     ckpt = cifar_models(model)
-    result = verify(export(ckpt), model, ckpt.sha256, test.images[:4].permute(0, 2, 3, 1).contiguous(), arch=arch)
+    result = verify(export(ckpt), model, ckpt.sha256, test.images[:4].permute(0, 2, 3, 1).contiguous(), isa=arch)
     assert result.exact == result.samples == 4
 
 

@@ -149,6 +149,18 @@ def test_escaping_filters():
     assert line_comment("a\nb\\") == "a\\x0ab\\ "
 
 
+def test_evaluate_on_a_dataset_of_another_shape(ckpt, cifar_dir):
+    fails(["evaluate", ckpt, "--dataset", "cifar10", "--data-dir", cifar_dir],
+          match="cifar10 has 3x32x32 images, the model takes 1x28x28 images, 10 classes (it was trained on mnist)")
+
+
+def test_evaluate_on_another_dataset_of_the_same_shape_says_so(ckpt, mnist_dir, tmp_path):
+    (tmp_path / "fashion").symlink_to(mnist_dir)  # idx files of the same layout: the command reads them alike
+    result = CliRunner().invoke(main, ["evaluate", str(ckpt), "--dataset", "fashion-mnist", "--data-dir",
+                                       str(tmp_path / "fashion")])
+    assert result.exit_code == 0 and "on fashion-mnist (trained on mnist)" in result.output, result.output
+
+
 # --- 4. output paths --------------------------------------------------------------------------------------
 
 def _codegen(ckpt, out, mnist_dir, *extra):
@@ -264,6 +276,20 @@ def _train_into(out: Path, mnist_dir: Path) -> None:
 
 def test_train_into_a_read_only_directory(mnist_dir, read_only):
     _train_into(read_only / "run", mnist_dir)
+
+
+def test_train_into_a_read_only_directory_is_refused_before_training(mnist_dir, read_only):
+    """The run could never be saved: refused before the data is read or an epoch spent (no log line at all)."""
+    for out in (read_only / "run", read_only / "a" / "b"):
+        error = fails(["train", "--arch", "mcu_m0", "--dataset", "mnist", "--data-dir", mnist_dir, "--epochs", 1,
+                       "--device", "cpu", "--out", out, "--no-progress"], match="choose another --out")
+        assert f"cannot write to {read_only}" in error
+
+
+def test_train_into_a_file_is_refused_before_training(mnist_dir, tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    fails(["train", "--arch", "mcu_m0", "--dataset", "mnist", "--data-dir", mnist_dir, "--out",
+           tmp_path / "taken" / "run"], tmp_path / "taken", match="is not a folder")
 
 
 def test_train_on_a_full_disk(mnist_dir, full_disk):

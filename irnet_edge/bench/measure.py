@@ -22,23 +22,12 @@ from ..ir import reference
 from ..ir.baseline import float_baseline
 from ..ir.graph import Graph, Op
 from ..verify import host, qemu, toolchain
+from ..verify.deployment import Deployment
 from . import m4_cycles
 from .plugin import Report, build_plugin, parse_report, plugin_args
 
-SCHEMA = "irnet-edge-bench/1"
+SCHEMA = "irnet-edge-bench/2"  # 2: the target's "arch" became "isa"
 BENCH_CFLAGS = "-std=c99 -O2"
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    name: str  # host | cortex-m | cortex-a
-    board: Board | None = None
-    cpu: str | None = None
-    arch: str | None = None
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "board": self.board.name if self.board else None, "cpu": self.cpu,
-                "arch": self.arch or (platform.machine() if self.name == "host" else None)}
 
 
 @dataclass
@@ -96,7 +85,7 @@ class Measurement:
 class BenchResult:
     model: str
     checkpoint_sha256: str
-    target: TargetSpec
+    target: Deployment
     input: str
     binary: Measurement
     baseline: Measurement | None = None
@@ -109,9 +98,15 @@ class BenchResult:
                 "model_flash_bytes": round(f.model_flash_bytes / b.model_flash_bytes, 3),
                 "model_ram_bytes": round(f.model_ram_bytes / b.model_ram_bytes, 3)}
 
+    def _target_json(self) -> dict:
+        where = self.target.to_json()
+        if self.target.target.name == "host":
+            where["isa"] = platform.machine()
+        return where
+
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "tool_version": __version__, "model": self.model,
-                "checkpoint_sha256": self.checkpoint_sha256, "target": self.target.to_json(), "input": self.input,
+                "checkpoint_sha256": self.checkpoint_sha256, "target": self._target_json(), "input": self.input,
                 "binary": self.binary.to_json(), "baseline": self.baseline.to_json() if self.baseline else None,
                 "baseline_over_binary": self.ratios()}
 
@@ -130,10 +125,10 @@ def _tool_version(cc: str) -> str:
     return result.stdout.splitlines()[0] if result.returncode == 0 and result.stdout else cc
 
 
-def _host_program(graph: Graph, prefix: str, sha: str, work: Path, cross_arch: str | None) -> Program:
-    cross = toolchain.CROSS[cross_arch] if cross_arch else None
+def _host_program(graph: Graph, prefix: str, sha: str, work: Path, target: Deployment) -> Program:
+    cross = target.cross
     runner, launcher = host.build_runner(graph, prefix, sha, work / "c", BENCH_CFLAGS, (f"{prefix.upper()}_BENCH",),
-                                         "-static", cross_arch)
+                                         "-static", target.isa, target.target)
     # the host binary runs under the qemu-user of its own architecture, which is what counts it
     launcher = list(launcher) or [f"qemu-{platform.machine()}"]
     toolchain.require_tool(launcher[0], "qemu-user")
@@ -210,12 +205,12 @@ def _count(program: Program, mark: int, graph: Graph, sample: np.ndarray, expect
     return parse_report(report_path, marks)
 
 
-def _measure(graph: Graph, prefix: str, sha: str, target: TargetSpec, sample: np.ndarray, expected: np.ndarray,
+def _measure(graph: Graph, prefix: str, sha: str, target: Deployment, sample: np.ndarray, expected: np.ndarray,
              work: Path, log) -> Measurement:
-    if target.name == "cortex-m":
+    if target.board is not None:
         program = _firmware_program(graph, prefix, sha, work, target.board, target.cpu, sample)
     else:
-        program = _host_program(graph, prefix, sha, work, target.arch if target.name == "cortex-a" else None)
+        program = _host_program(graph, prefix, sha, work, target)
     symbols = _symbols(program, prefix)
     report = _count(program, _mark_address(symbols, program, prefix), graph, sample, expected, log)
     layers = []
@@ -228,9 +223,10 @@ def _measure(graph: Graph, prefix: str, sha: str, target: TargetSpec, sample: np
     return Measurement(report.total, layers, flash, ram, program.toolchain, program.emulator, program.image, cycles)
 
 
-def bench(graph: Graph, prefix: str, checkpoint_sha256: str, target: TargetSpec, baseline: bool = False,
+def bench(graph: Graph, prefix: str, checkpoint_sha256: str, target: Deployment, baseline: bool = False,
           log=lambda message: None) -> BenchResult:
-    """Measures graph (and its float32 baseline) on target with one seeded random input."""
+    """Measures graph (and its float32 baseline) on target (see irnet_edge.verify.deployment.resolve) with one
+    seeded random input."""
     base_graph = float_baseline(graph) if baseline else None  # refuses unsupported graphs before any build
     if target.board is not None:
         check_fit(graph, target.board, 1)
@@ -246,7 +242,7 @@ def bench(graph: Graph, prefix: str, checkpoint_sha256: str, target: TargetSpec,
     with tempfile.TemporaryDirectory(prefix="irnet-edge-bench-") as tmp:
         work = Path(tmp)
         (work / "binary").mkdir()
-        log(f"building and counting {graph.name} on {target.name}")
+        log(f"building and counting {graph.name} on {target.describe()}")
         binary = _measure(graph, prefix, checkpoint_sha256, target, sample, expected, work / "binary", log)
         base = None
         if base_graph is not None:

@@ -9,8 +9,8 @@ def _num(value) -> str:
 def to_text(result: BenchResult) -> str:
     b, f = result.binary, result.baseline
     t = result.target
-    where = ", ".join(filter(None, [t.board.name if t.board else None, b.toolchain.get("cpu"), t.arch]))
-    lines = [f"{result.model} on {t.name}{f' ({where})' if where else ''}: {b.instructions:,} instructions per "
+    where = ", ".join(filter(None, [t.board.name if t.board else None, b.toolchain.get("cpu"), t.isa]))
+    lines = [f"{result.model} on {t.target.name}{f' ({where})' if where else ''}: {b.instructions:,} instructions per "
              f"inference, counted exactly under {b.emulator}; logits bit-exact with the reference",
              f"model code and data: flash {b.model_flash_bytes:,} bytes, RAM {b.model_ram_bytes:,} bytes"]
     if b.image:

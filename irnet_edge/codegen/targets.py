@@ -1,4 +1,6 @@
-"""Code-generation targets as data: which template folders render them, into which folder of the output."""
+"""Code-generation targets as data: which template folders render them, into which folder of the output, which
+kernels they call, and which of the options --board, --cpu and --isa they take (irnet_edge.verify.deployment
+checks those options against this table, for the command line and the Python API alike)."""
 from dataclasses import dataclass
 
 from ..errors import IrnetEdgeError
@@ -18,6 +20,9 @@ class Target:
     # (op kind, constant) whose array the target's kernel reads as [kh][kw][Cin][Cout] instead of
     # [Cout][kh][kw][Cin]
     channels_last: tuple[tuple[str, str], ...] = ()
+    # which of "board", "cpu", "isa" the target takes, and which of those it needs
+    options: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
 
 
 TARGETS = {t.name: t for t in (
@@ -25,12 +30,13 @@ TARGETS = {t.name: t for t in (
            "portable C99 for any C compiler, with a host runner and Makefile"),
     Target("cortex-m", (("model", "src"), *INTEGRATION), "the model with Cortex-M kernels for arm-none-eabi-gcc; "
            "`irnet-edge firmware` adds a board project",
-           kernels=(("bconv", "bconv_cm"), ("conv_f32", "conv_f32_cm")), channels_last=(("conv_f32", "weight"),)),
+           kernels=(("bconv", "bconv_cm"), ("conv_f32", "conv_f32_cm")), channels_last=(("conv_f32", "weight"),),
+           options=("board", "cpu"), needs=("board",)),
     Target("cortex-a", (("model", "src"), ("host", ""), *INTEGRATION),
            "the model with NEON kernels for Linux on aarch64 or armv7, with the runner and a Makefile that "
            "cross-compiles or builds on the board",
            kernels=(("bconv", "bconv_neon"), ("conv_f32", "conv_f32_neon"), ("sign_pack", "sign_pack_neon"),
-                    ("add", "add_neon")), channels_last=(("conv_f32", "weight"),)),
+                    ("add", "add_neon")), channels_last=(("conv_f32", "weight"),), options=("isa",), needs=("isa",)),
 )}
 
 

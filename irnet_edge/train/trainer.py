@@ -120,7 +120,21 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return correct / labels.shape[0], loss / labels.shape[0]
 
 
+def _check_writable(out: Path) -> None:
+    """Refuses, before any training, an --out that the checkpoint could not be written to: a file, or a folder
+    (or the nearest existing parent of one to be made) without write permission or on a read-only file system."""
+    where = out
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise IrnetEdgeError(f"{where} is not a folder, so {out} cannot hold a run; choose another --out")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise IrnetEdgeError(f"cannot write to {where} (read-only or no permission), so {out} cannot hold a run; "
+                             "choose another --out")
+
+
 def _check_out_dir(out: Path, resume: bool, force: bool) -> Checkpoint | None:
+    _check_writable(out)
     existing = out / MODEL_FILE
     if resume:
         if not existing.is_file():
