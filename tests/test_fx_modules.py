@@ -357,6 +357,16 @@ def test_a_sequential_is_described_as_before():
         describe_module(nn.Sequential(nn.Flatten(), nn.GELU(), nn.Linear(4, 2)), (1, 2, 2))
 
 
+def test_a_sequential_holding_blocks_of_the_users_own_is_traced():
+    seq = _randomised(nn.Sequential(InputNorm(MEAN, STD), nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16),
+                                    nn.Hardtanh(), BiRealBlock(16, 32, 2, "a"), nn.AdaptiveAvgPool2d(1),
+                                    nn.Flatten(), nn.Linear(32, 10)), seed=6)
+    spec, state = _same_forward(seq, (3, 8, 8))
+    assert [n["type"] for n in spec["layers"][4:8]] == ["residual", "hardtanh", "residual", "hardtanh"]
+    assert spec["layers"][4]["shortcut"] == [{"type": "shortcut_a", "pad": 8}]
+    assert torch.equal(state["6.body.0.weight"], seq[4].conv2.weight)
+
+
 def test_convert_takes_a_sequential_end_to_end():
     import irnet_edge
 
