@@ -56,11 +56,10 @@ def _check_input_shape(input_shape) -> tuple[int, int, int]:
 def _checkpoint_of_module(module: nn.Module, input_shape: tuple[int, int, int], name: str):
     """An in-memory checkpoint of module (weights and BatchNorm statistics as they are), serialised and read back
     through load_checkpoint, so it is checked like a file and has a SHA-256 for the generated banner."""
-    from .nn import binary_layers, spec_from_module
+    from .nn import binary_layers, describe_module
     from .nn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
-    state = {key: value.detach().cpu().clone() for key, value in module.state_dict().items()}
-    spec = spec_from_module(module, input_shape, name)  # a forward pass in eval mode; the state is copied before
+    spec, state = describe_module(module, input_shape, name)  # copies, keyed as the model the spec builds
     binary = list(binary_layers(module))
     ede = {"k": float(getattr(binary[0], "k", 1.0)), "t": float(getattr(binary[0], "t", 1.0))} if binary else \
         {"k": 1.0, "t": 1.0}
@@ -74,8 +73,10 @@ def convert(checkpoint_or_module, *, input_shape=None, name: str | None = None) 
     """Export a trained model to its deployment graph, ready to summarise, save as C, run, verify and bench.
 
     checkpoint_or_module: a checkpoint path (``str`` or ``Path``, as written by ``irnet-edge train``), a
-        :class:`irnet_edge.nn.checkpoint.Checkpoint`, or an ``nn.Sequential`` of irnet_edge layers that starts
-        with :class:`irnet_edge.nn.InputNorm` (its weights and BatchNorm statistics are used as they are).
+        :class:`irnet_edge.nn.checkpoint.Checkpoint`, or an ``nn.Module`` that starts with
+        :class:`irnet_edge.nn.InputNorm`: an ``nn.Sequential`` of supported layers, or any module whose forward
+        ``torch.fx`` traces into supported layers, adds and the option-A shortcut (its weights and BatchNorm
+        statistics are used as they are).
     input_shape: ``(channels, height, width)`` of one input; required for a module, optional otherwise (then it
         must match the checkpoint's).
     name: the model's name (default: the checkpoint's, or ``"custom"`` for a module); the default C prefix is
@@ -100,7 +101,7 @@ def convert(checkpoint_or_module, *, input_shape=None, name: str | None = None) 
             raise IrnetEdgeError("convert(module) needs input_shape=(channels, height, width), e.g. (1, 28, 28)")
         ckpt = _checkpoint_of_module(checkpoint_or_module, input_shape, name or "custom")
     else:
-        raise IrnetEdgeError("convert takes a checkpoint path, an irnet_edge Checkpoint or an nn.Sequential, got "
+        raise IrnetEdgeError("convert takes a checkpoint path, an irnet_edge Checkpoint or an nn.Module, got "
                              f"{type(checkpoint_or_module).__name__}")
     if name is not None and ckpt.spec.get("name") != name:
         ckpt = dataclasses.replace(ckpt, spec={**ckpt.spec, "name": name})

@@ -125,6 +125,45 @@ def test_verify_emulated_targets_and_bench(model, mnist_test):
     bench = model.bench(target="host").to_json()
     assert bench["schema"].startswith("irnet-edge-bench/") and bench["model"] == "mcu_m0"
 
+def test_a_plain_pytorch_residual_module_converts_and_runs_bit_exact(mnist_test):
+    """Not an nn.Sequential: torch.fx traces it (irnet_edge.nn.trace) and convert keeps its weights."""
+    from torch.nn import functional as F
+
+    from irnet_edge.nn import InputNorm, IRConv2d
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv, self.bn = IRConv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return F.hardtanh(self.bn(self.conv(x)) + x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm, self.stem = InputNorm([0.1307], [0.3081]), nn.Conv2d(1, 8, 3, padding=1)
+            self.bn, self.blocks, self.fc = nn.BatchNorm2d(8), nn.Sequential(Block(8), Block(8)), nn.Linear(8, 10)
+
+        def forward(self, x):
+            x = self.blocks(F.hardtanh(self.bn(self.stem(self.norm(x)))))
+            return self.fc(F.adaptive_avg_pool2d(x, 1).view(x.size(0), -1))
+
+    torch.manual_seed(3)
+    net = Net().eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    x = mnist_test.images[:8].float() / 255
+    compiled = irnet_edge.convert(net, input_shape=(1, 28, 28), name="resnet_mini")
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert np.abs(compiled.reference(x) - expected).max() < 1e-3  # the deployed arithmetic folds BatchNorm
+    assert (compiled.predict(x).view(np.int32) == compiled.reference(x).view(np.int32)).all()
+    assert compiled.verify(x).exact == 8
+
+
 NHWC = np.zeros((2, 28, 28, 1), np.uint8)
 NCHW = np.zeros((2, 1, 28, 28), np.float32)
 
