@@ -11,6 +11,7 @@ from torch import nn
 from irnet_edge.codegen import get_target, render, write_tree
 from irnet_edge.codegen.firmware import load_board
 from irnet_edge.ir import export, reference
+from irnet_edge.ir.baseline import float_baseline
 from irnet_edge.ir.bits import pack_negative, unpack_negative
 from irnet_edge.ir.graph import Graph, Op, Tensor
 from irnet_edge.nn import InputNorm, IRConv2d
@@ -110,8 +111,14 @@ def test_trained_model_pooling_equals_the_reference_and_the_c(tmp_path):
     top1, worst = agreement(ckpt, graph, images)
     assert top1 == 1.0 and worst < 1e-3
     inputs = images[:16].permute(0, 2, 3, 1).contiguous()
+    expected = reference.run(graph, inputs).numpy()
     got = run_c(graph, "tp", SHA, inputs, tmp_path)
-    assert np.array_equal(got.view(np.int32), reference.run(graph, inputs).numpy().view(np.int32))
+    assert np.array_equal(got.view(np.int32), expected.view(np.int32))
+    # the float32 baseline (bench --baseline float32) pools +-1 floats over the same windows: the same logits
+    base = float_baseline(graph)
+    assert [op.kind for op in base.ops if "pool" in op.kind] == ["maxpool_f32"] * 3 + ["avgpool2d"] * 2
+    got = run_c(base, "tpb", SHA, inputs, tmp_path, tree_name="baseline")
+    assert np.array_equal(got.view(np.int32), expected.view(np.int32))
 
 
 # ---- the C against the reference -------------------------------------------------------------------------------
