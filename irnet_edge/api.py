@@ -402,10 +402,11 @@ class CompiledModel:
                          log=log or (lambda message: None))
 
     def firmware(self, directory, board: str, cpu: str | None = None, *, samples: int = 8, data_dir=None,
-                 prefix: str | None = None, force: bool = False) -> str:
+                 prefix: str | None = None, force: bool = False, clock: str = "full") -> str:
         """Write and build a firmware project for a board (``irnet-edge firmware``): app.elf, app.bin, app.hex,
         with the first ``samples`` test images of the model's dataset embedded for its demo. The project is built
-        in a staging directory and appears whole or not at all.
+        in a staging directory and appears whole or not at all. clock: ``"full"`` sets up the board's full clock
+        (PLL or crystal, with fallback to the reset clock), ``"reset"`` keeps the clock the chip starts on.
 
         Returns the size report (flash and RAM against the board's). Raises IrnetEdgeError for an unknown board or
         core, a model that does not fit, a prefix that clashes with the project's files, a non-empty directory
@@ -423,7 +424,7 @@ class CompiledModel:
         chosen = load_board(board)
         pixels, labels = self.test_inputs(samples, data_dir)
         files = render_firmware(self.graph, prefix, self.checkpoint.sha256, chosen, cpu, pixels, labels,
-                                self.dataset)
+                                self.dataset, clock=clock)
         write_tree(files, out, force, build=build_firmware)  # built in the staging directory, then renamed
         return size_report(out, chosen)
 

@@ -304,7 +304,8 @@ def bench(checkpoint, target, board, cpu, isa, deprecated_arch, baseline, as_jso
 @main.command(epilog=_examples(
     "irnet-edge firmware runs/m4/model.pt --board mps2-an386 --out fw",
     "irnet-edge firmware runs/m0/model.pt --board mps2-an385 --cpu cortex-m0plus --out fw",
-    "irnet-edge firmware runs/m4/model.pt --board nucleo-f446re --out fw --samples 16 --force"))
+    "irnet-edge firmware runs/m4/model.pt --board nucleo-f446re --out fw --samples 16 --force",
+    "irnet-edge firmware runs/m4/model.pt --board nucleo-f411re --out fw --clock reset"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--board", type=click.Choice(board_names()), required=True,
               help="Board to build for: an emulated one runs under `irnet-edge run`, a real one is flashed.")
@@ -316,7 +317,10 @@ def bench(checkpoint, target, board, cpu, isa, deprecated_arch, baseline, as_jso
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=_DATA_DIR_HELP)
 @click.option("--prefix", help="C symbol prefix [default: the model's name].")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
-def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
+@click.option("--clock", type=click.Choice(["full", "reset"]), default="full", show_default=True,
+              help="full: set up the board's full clock (PLL or crystal; falls back to the reset clock if a ready bit "
+                   "never comes); reset: keep the clock the chip starts on.")
+def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force, clock):
     """Write and build a firmware project for a board: app.elf, app.bin, app.hex and a size report."""
     from .api import convert
     from .codegen import check_out_dir
@@ -326,7 +330,7 @@ def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
     if prefix is not None:
         check_firmware_prefix(prefix)
     click.echo(convert(checkpoint).firmware(out_dir, board, cpu, samples=samples, data_dir=data_dir, prefix=prefix,
-                                            force=force))
+                                            force=force, clock=clock))
 
 
 @main.command("run", epilog=_examples(
@@ -339,19 +343,26 @@ def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force):
 @click.option("--count-instructions", is_flag=True,
               help="Run with QEMU -icount so the demo's timer counts executed instructions.")
 def run_firmware(project, timeout, count_instructions):
-    """Run a firmware project's app.elf on its emulated board and print its output."""
-    from .codegen.firmware import load_board, read_project
-    from .verify.qemu import instructions_per_inference, run_elf
+    """Run a firmware project's app.elf under QEMU and print its output: on its emulated board, or for a real board
+    on an emulator of its chip (e.g. nucleo-f446re on netduinoplus2, an STM32F405), reading its console UART."""
+    from .codegen.firmware import load_board, read_project, runs_on
+    from .verify.qemu import emulator_clock_hz, instructions_per_inference, run_board
 
     info = read_project(project)
-    if not info["emulator"]:
-        raise IrnetEdgeError(f"{info['board']} is a real board; flash it with `irnet-edge flash {project}`")
+    chosen = load_board(info["board"])
+    if runs_on(chosen) is None:
+        raise IrnetEdgeError(f"{info['board']} is a real board that no emulator here runs; flash it with "
+                             f"`irnet-edge flash {project}`")
     elf = project / "app.elf"
     if not elf.is_file():
         raise IrnetEdgeError(f"{elf} does not exist; build it with `make -C {project}`")
-    rc, output = run_elf(info["emulator"]["machine"], elf.resolve(), timeout=timeout, icount=count_instructions)
+    if not chosen.emulator:
+        emu = chosen.emulated_by
+        click.echo(f"running {info['board']}'s firmware on QEMU {emu['machine']} (an {emu['chip']}, the same core "
+                   "and console UART); QEMU stops at the demo's final line", err=True)
+    rc, output = run_board(chosen, elf.resolve(), timeout=timeout, icount=count_instructions)
     click.echo(output, nl=False)
-    clock_hz = load_board(info["board"]).clock_hz
+    clock_hz = emulator_clock_hz(chosen)
     count = instructions_per_inference(output, clock_hz)
     if count_instructions and count is not None:
         click.echo(f"instructions per inference: {count:,} (QEMU -icount shift=0, resolution "

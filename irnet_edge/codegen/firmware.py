@@ -14,6 +14,7 @@ from .planner import plan
 from .render import check_prefix, format_array, render, render_dir
 from .targets import get_target
 
+CLOCKS = ("full", "reset")  # firmware --clock: the board's full speed (PLL or crystal) or the clock after reset
 CODE_ESTIMATE = 12 * 1024  # startup, kernels, main, libc pieces: about 7 KB at -O2 on the zoo models, plus margin
 DEFAULT_STACK = 4096
 FEATURES = ("fpu", "dsp", "mve")
@@ -27,8 +28,12 @@ class Board:
     console: str
     flash: dict
     ram: dict
-    clock_hz: int
-    emulator: dict | None = None
+    clock_hz: int  # the core clock the firmware sets up (firmware --clock full, the default)
+    clock: dict | None = None  # how: a driver (firmware/project/clock_<driver>.c.j2) and its settings; None: fixed
+    emulator: dict | None = None  # the board is a QEMU machine: {"machine": ...}, semihosting console
+    # a real board whose chip QEMU emulates closely enough to run its firmware: {"machine", "chip", "serial" (the
+    # index of the console UART among QEMU's -serial ports), "clock_hz" (SysTick's clock there), "flash", "ram"}
+    emulated_by: dict | None = None
     flash_tool: dict | None = None
     stack_bytes: int = DEFAULT_STACK
     extras: tuple[str, ...] = ()  # folders under firmware/project/ with chip-specific files (e.g. rp2040)
@@ -40,7 +45,88 @@ def load_board(name: str) -> Board:
     if not path.is_file():
         raise IrnetEdgeError(f"unknown board {name!r}; available: {', '.join(board_names())}")
     data = json.loads(path.read_text())
-    return Board(name=name, **{**data, "extras": tuple(data.get("extras", ()))})
+    board = Board(name=name, **{**data, "extras": tuple(data.get("extras", ()))})
+    check_clock(board)
+    check_emulated_by(board)
+    return board
+
+
+def _within(value: float, bounds: list, what: str, board: str) -> None:
+    if not bounds[0] <= value <= bounds[1]:
+        raise IrnetEdgeError(f"board preset {board}: {what} {value:,.0f} is outside {bounds[0]:,}..{bounds[1]:,}")
+
+
+def check_clock(board: Board) -> None:
+    """The clock settings of a board preset against its chip's limits (as the reference manuals give them): the
+    PLL's input, VCO and output, the bus clocks and the flash wait states for clock_hz."""
+    c = board.clock
+    if c is None:
+        return
+    limits, name = c.get("limits", {}), board.name
+    if c["driver"] == "stm32f4_pll":
+        pll, hsi = c["pll"], 16_000_000
+        _within(hsi / pll["m"], limits["vco_in_hz"], "PLL input (Hz)", name)
+        _within(pll["n"], limits["pll_n"], "PLLN", name)
+        _within(hsi / pll["m"] * pll["n"], limits["vco_hz"], "VCO (Hz)", name)
+        sysclk = hsi / pll["m"] * pll["n"] / pll["p"]
+        checks = [(sysclk == board.clock_hz, f"the PLL makes {sysclk:,.0f} Hz, clock_hz says {board.clock_hz:,}"),
+                  (pll["p"] in (2, 4, 6, 8), f"PLLP {pll['p']} is not 2, 4, 6 or 8"),
+                  (2 <= pll["q"] <= 15, f"PLLQ {pll['q']} is not 2..15"),
+                  (sysclk <= limits["sysclk_hz"], f"SYSCLK {sysclk:,.0f} Hz is above {limits['sysclk_hz']:,}"),
+                  (sysclk / c["apb1_div"] <= limits["apb1_hz"], f"APB1 {sysclk / c['apb1_div']:,.0f} Hz is above "
+                   f"{limits['apb1_hz']:,}"),
+                  (sysclk / c["apb2_div"] <= limits["apb2_hz"], f"APB2 {sysclk / c['apb2_div']:,.0f} Hz is above "
+                   f"{limits['apb2_hz']:,}"),
+                  (c["apb1_div"] in (1, 2, 4, 8, 16) and c["apb2_div"] in (1, 2, 4, 8, 16), "APB dividers are 1..16"),
+                  (c["flash_latency"] >= -(-sysclk // limits["hz_per_wait_state"]) - 1,
+                   f"{c['flash_latency']} flash wait states are too few for {sysclk:,.0f} Hz"),
+                  (not c["over_drive"] or c["vos_scale"] == 1, "over-drive needs voltage scale 1"),
+                  (c["over_drive"] or sysclk <= limits.get("without_over_drive_hz", sysclk),
+                   f"above {limits.get('without_over_drive_hz', 0):,} Hz the chip needs over-drive")]
+    elif c["driver"] == "rp2040_pll":
+        pll, xosc = c["pll"], 12_000_000
+        _within(pll["fbdiv"], limits["fbdiv"], "FBDIV", name)
+        vco = xosc / pll["refdiv"] * pll["fbdiv"]
+        _within(vco, limits["vco_hz"], "VCO (Hz)", name)
+        sysclk = vco / pll["postdiv1"] / pll["postdiv2"]
+        checks = [(sysclk == board.clock_hz, f"the PLL makes {sysclk:,.0f} Hz, clock_hz says {board.clock_hz:,}"),
+                  (sysclk <= limits["sysclk_hz"], f"clk_sys {sysclk:,.0f} Hz is above {limits['sysclk_hz']:,}"),
+                  (1 <= pll["postdiv2"] <= pll["postdiv1"] <= 7, "POSTDIV1 >= POSTDIV2, both 1..7")]
+    elif c["driver"] == "nrf52_hfxo":
+        checks = [(board.clock_hz == c["reset_hz"] == 64_000_000, "the nRF52840 runs at 64 MHz on HFINT and HFXO")]
+    else:
+        raise IrnetEdgeError(f"board preset {name}: unknown clock driver {c['driver']!r}")
+    for ok, problem in checks:
+        if not ok:
+            raise IrnetEdgeError(f"board preset {name}: {problem}")
+
+
+def check_emulated_by(board: Board) -> None:
+    """A real board runs on an emulator of a compatible chip only if its memory lies inside the emulated chip's."""
+    emu = board.emulated_by
+    if emu is None:
+        return
+    for region in ("flash", "ram"):
+        mine, theirs = getattr(board, region), emu[region]
+        if not (theirs["origin"] <= mine["origin"] and
+                mine["origin"] + mine["length"] <= theirs["origin"] + theirs["length"]):
+            raise IrnetEdgeError(f"board preset {board.name}: its {region} does not fit in the {region} of "
+                                 f"{emu['machine']} ({emu['chip']})")
+
+
+def runs_on(board: Board) -> str | None:
+    """The QEMU machine that runs the board's firmware: the board itself, or an emulator of its chip."""
+    if board.emulator:
+        return board.emulator["machine"]
+    return board.emulated_by["machine"] if board.emulated_by else None
+
+
+def clock_of(board: Board, clock: str = "full") -> tuple[int, int]:
+    """(the core clock the firmware sets up, the clock after reset) for firmware --clock full|reset."""
+    if clock not in CLOCKS:
+        raise IrnetEdgeError(f"unknown clock {clock!r}; available: {', '.join(CLOCKS)}")
+    reset = board.clock["reset_hz"] if board.clock else board.clock_hz
+    return (board.clock_hz if clock == "full" else reset), reset
 
 
 def load_cpu(name: str) -> dict:
@@ -100,7 +186,7 @@ def project_names() -> frozenset[str]:
     linker.ld, samples.c, startup.c, the chips' extras, app.elf...), lower case."""
     root = asset_dir("firmware") / "project"
     stems = {p.name.split(".")[0] for p in root.rglob("*.j2")}
-    stems = {"console" if stem.startswith("console_") else stem for stem in stems}
+    stems = {stem.split("_")[0] if stem.startswith(("console_", "clock_")) else stem for stem in stems}
     return frozenset(stem.lower() for stem in stems | {"app", "size", "boot2_raw", "firmware"})
 
 
@@ -115,9 +201,12 @@ def check_firmware_prefix(prefix: str) -> str:
 
 
 def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Board, cpu: str | None,
-                    sample_inputs: np.ndarray, sample_labels: np.ndarray, dataset: str) -> dict[str, str]:
-    """Files of a self-contained firmware project (sample_inputs: uint8 (N, H, W, C))."""
+                    sample_inputs: np.ndarray, sample_labels: np.ndarray, dataset: str,
+                    clock: str = "full") -> dict[str, str]:
+    """Files of a self-contained firmware project (sample_inputs: uint8 (N, H, W, C)); clock: "full" sets up the
+    board's clock_hz (PLL, crystal), "reset" keeps the clock the chip starts on."""
     check_firmware_prefix(prefix)
+    clock_hz, reset_clock_hz = clock_of(board, clock)
     cpu_name, cpu_preset = resolve_cpu(board, cpu)
     budget = check_fit(graph, board, len(sample_inputs))
     files, manifest = render(graph, get_target("cortex-m"), prefix, checkpoint_sha256,
@@ -132,19 +221,25 @@ def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Bo
         "input": graph.tensor(graph.input), "dataset": dataset,
         "samples": [{"body": format_array(s.reshape(-1).astype(np.uint8))} for s in sample_inputs],
         "labels": format_array(np.asarray(sample_labels, dtype=np.uint8)),
+        "clock_mode": clock, "clock_hz": clock_hz, "reset_clock_hz": reset_clock_hz,
     }
     ctx["make_banner"] = ctx["banner"].replace("/*", "#").replace(" */", "")
 
-    def console_only(name: str) -> str | None:  # one console driver per board, always named console.c
-        if not name.startswith("console_"):
-            return name
-        return "console.c" if name == f"console_{board.console}.c" else None
+    driver = board.clock["driver"] if board.clock else "none"
+
+    def console_only(name: str) -> str | None:  # one console and one clock driver per board: console.c, clock.c
+        if name.startswith("console_"):
+            return "console.c" if name == f"console_{board.console}.c" else None
+        if name.startswith("clock_"):
+            return "clock.c" if name == f"clock_{driver}.c" else None
+        return name
 
     files.update(render_dir(asset_dir("firmware") / "project", ctx, prefix, console_only))
     for extra in board.extras:
         files.update(render_dir(asset_dir("firmware") / "project" / extra, ctx, prefix))
     files["firmware.json"] = json.dumps({
         "board": board.name, "cpu": cpu_name, "prefix": prefix, "emulator": board.emulator,
+        "emulated_by": board.emulated_by, "clock": {"mode": clock, "hz": clock_hz, "reset_hz": reset_clock_hz},
         "flash_tool": board.flash_tool, "flash": board.flash, "ram": board.ram, "budget": {
             "weights": budget.weights, "samples": budget.samples, "arena": budget.arena, "stack": budget.stack,
             "flash_estimate": budget.flash, "ram_estimate": budget.ram},

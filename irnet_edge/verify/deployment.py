@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..codegen.firmware import Board, board_names, load_board, resolve_cpu
+from ..codegen.firmware import Board, board_names, load_board, resolve_cpu, runs_on
 from ..codegen.targets import TARGETS, Target, get_target
 from ..errors import IrnetEdgeError
 from ..ir.graph import Graph
@@ -49,6 +49,9 @@ class Deployment:
 
     def describe(self) -> str:
         """How messages name it: "host", "aarch64 (qemu-user)", "mps2-an386 (cortex-m4, QEMU)"."""
+        if self.board is not None and self.board.emulated_by and not self.board.emulator:  # a chip's emulator
+            emu = self.board.emulated_by
+            return f"{self.board.name} ({self.cpu or self.board.cpu}, QEMU {emu['machine']}, an {emu['chip']})"
         if self.board is not None:
             return f"{self.board.name} ({self.cpu or self.board.cpu}, QEMU)"
         return f"{self.isa} (qemu-user)" if self.isa else "host"
@@ -87,9 +90,9 @@ def resolve(target: str, isa: str | None = None, board: str | None = None, cpu: 
             takers = " or ".join(where(t.name) for t in TARGETS.values() if option in t.options)
             raise IrnetEdgeError(f"{name(option)} applies only to {takers}, not to {where(target)}; leave it out")
     if "board" in chosen.needs and board is None:
-        emulated = [b for b in board_names() if load_board(b).emulator]
-        raise IrnetEdgeError(f"{where(target)} needs {name('board')}, one of the emulated boards: "
-                             f"{', '.join(emulated)}")
+        emulated = [b for b in board_names() if runs_on(load_board(b))]
+        raise IrnetEdgeError(f"{where(target)} needs {name('board')}, one of the boards QEMU runs (emulated boards "
+                             f"and real ones on an emulator of their chip): {', '.join(emulated)}")
     if "isa" in chosen.needs and isa is None:
         raise IrnetEdgeError(f"{where(target)} needs " + " or ".join(spelling.value.format("isa", i) for i in CROSS))
     if isa is not None and isa not in CROSS:

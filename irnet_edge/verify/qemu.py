@@ -1,14 +1,19 @@
-"""Running Cortex-M firmware under qemu-system-arm (semihosting for console, files and exit status)."""
+"""Running Cortex-M firmware under qemu-system-arm: emulated boards with semihosting (console, files and exit
+status), and real boards on an emulator of their chip (e.g. the Nucleo STM32F4 boards on QEMU's netduinoplus2, an
+STM32F405) with their own console UART, read from QEMU's serial port."""
 import os
+import re
+import select
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..codegen import write_tree
-from ..codegen.firmware import Board, render_firmware, resolve_cpu
+from ..codegen.firmware import Board, render_firmware, resolve_cpu, runs_on
 from ..errors import IrnetEdgeError
 from ..ir import reference
 from ..ir.graph import Graph
@@ -34,6 +39,69 @@ def run_elf(machine: str, elf: Path, append: str | None = None, cwd: Path | None
     except subprocess.TimeoutExpired:
         raise IrnetEdgeError(f"{elf} did not finish within {timeout} s under QEMU {machine}") from None
     return result.returncode, result.stdout + result.stderr
+
+
+# the demo's last line (startup.c's board_exit on a board without semihosting): a real board then sleeps forever,
+# so under an emulator of its chip the runner stops QEMU when it reads one of these
+FINAL_LINES = {"done": 0, "failed": 1}
+
+
+def uart_command(machine: str, serial: int, elf: Path, icount: bool = False) -> list[str]:
+    """QEMU with the chip's UART number `serial` (0-based, in QEMU's order) on stdout, the others unconnected, and
+    no semihosting (a real board's firmware has none)."""
+    return ["qemu-system-arm", "-M", machine, *(["-icount", "shift=0"] if icount else []),
+            "-display", "none", "-monitor", "none", *(["-serial", "null"] * serial), "-serial", "stdio",
+            "-kernel", str(elf)]
+
+
+def run_uart(machine: str, serial: int, elf: Path, timeout: int = 120, icount: bool = False) -> tuple[int, str]:
+    """Runs a real board's firmware on an emulator of its chip until it prints its final line ("done": status 0,
+    "failed": 1), then stops QEMU; gives up after `timeout` seconds. Returns (status, console output with \\n
+    line ends)."""
+    toolchain.require_tool("qemu-system-arm", "qemu-system-arm")
+    process = subprocess.Popen(uart_command(machine, serial, elf, icount), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline, data, status = time.monotonic() + timeout, b"", None
+    try:
+        while status is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([process.stdout], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:  # QEMU exited by itself
+                break
+            data += chunk
+            lines = data.replace(b"\r", b"").split(b"\n")
+            status = next((FINAL_LINES[line.decode(errors="replace")] for line in lines[:-1]
+                           if line.decode(errors="replace") in FINAL_LINES), None)
+    finally:
+        process.kill()
+        process.wait()
+    output = data.replace(b"\r\n", b"\n").decode(errors="replace")
+    if status is None:
+        ended = "QEMU exited" if time.monotonic() < deadline else f"nothing more within {timeout} s"
+        raise IrnetEdgeError(f"{elf} printed no final line (done or failed) under QEMU {machine}: {ended}. Its "
+                             f"output:\n{output[-2000:]}")
+    return status, output
+
+
+def run_board(board: Board, elf: Path, timeout: int = 120, icount: bool = False) -> tuple[int, str]:
+    """A firmware's demo on the QEMU machine that runs its board: the board itself (semihosting console, exit
+    status passed through) or an emulator of its chip (its console UART; see run_uart)."""
+    if board.emulator:
+        return run_elf(board.emulator["machine"], elf, timeout=timeout, icount=icount)
+    if board.emulated_by:
+        return run_uart(board.emulated_by["machine"], board.emulated_by["serial"], elf, timeout, icount)
+    raise IrnetEdgeError(f"{board.name} is a real board that no emulator here runs; flash it with "
+                         "`irnet-edge flash PROJECT`")
+
+
+def emulator_clock_hz(board: Board) -> int:
+    """The clock SysTick counts under the board's emulator (an emulator of a chip runs at its own fixed clock)."""
+    return board.emulated_by["clock_hz"] if board.emulated_by and not board.emulator else board.clock_hz
 
 
 COMPILERS = ("gcc", "clang")
@@ -98,11 +166,16 @@ def size_report(tree: Path, board: Board) -> str:
 def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, board: Board,
            cpu: str | None = None, dataset: str = "", labels: np.ndarray | None = None, compiler: str = "gcc",
            extra_cflags: str = "") -> VerifyResult:
-    if board.emulator is None:
-        raise IrnetEdgeError(f"{board.name} is a real board; verify runs on an emulated one (e.g. mps2-an386)")
+    if runs_on(board) is None:
+        raise IrnetEdgeError(f"{board.name} is a real board that no emulator here runs; verify runs on an emulated "
+                             "board (e.g. mps2-an386) or a real one whose chip QEMU emulates (e.g. nucleo-f446re)")
     resolve_cpu(board, cpu)
     expected = reference.run_batched(graph, inputs_hwc).numpy()
     labels = np.zeros(len(inputs_hwc), dtype=np.uint8) if labels is None else labels
+    if board.emulator is None:
+        got = _logits_over_uart(graph, prefix, checkpoint_sha256, inputs_hwc, board, cpu, dataset, labels, compiler,
+                                extra_cflags)
+        return VerifyResult.compare(got, expected)
     with tempfile.TemporaryDirectory(prefix="irnet-edge-qemu-") as tmp:
         work = Path(tmp)
         files = render_firmware(graph, prefix, checkpoint_sha256, board, cpu, inputs_hwc[:2].numpy(), labels[:2],
@@ -118,3 +191,39 @@ def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.
         if got.size != expected.size:
             raise IrnetEdgeError(f"the firmware wrote {got.size} logits, expected {expected.size}:\n{output[-2000:]}")
         return VerifyResult.compare(got, expected)
+
+
+LOGITS_LINE = re.compile(r"^logits (\d+):((?: [0-9a-f]{8})+)$", re.MULTILINE)
+
+
+def uart_chunk(graph: Graph, board: Board) -> int:
+    """How many inputs one firmware image can embed next to the model on the board's flash."""
+    from ..codegen.firmware import CODE_ESTIMATE
+
+    free = board.flash["length"] - graph.const_bytes() - CODE_ESTIMATE
+    return max(1, min(1000, free // (graph.tensor(graph.input).nbytes + 1)))
+
+
+def _logits_over_uart(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.Tensor, board: Board,
+                      cpu: str | None, dataset: str, labels: np.ndarray, compiler: str,
+                      extra_cflags: str) -> np.ndarray:
+    """A real board's firmware on an emulator of its chip: the inputs embedded as the demo's samples (as many
+    images as fit per build), built with -DBOARD_PRINT_LOGITS, every logit read back from the console UART as
+    its float32 bits in hex."""
+    pixels, chunk, parts = inputs_hwc.numpy().astype(np.uint8), uart_chunk(graph, board), []
+    flags = f"{extra_cflags} -DBOARD_PRINT_LOGITS".strip()
+    with tempfile.TemporaryDirectory(prefix="irnet-edge-uart-") as tmp:
+        for start in range(0, len(pixels), chunk):
+            part, tree = pixels[start:start + chunk], Path(tmp) / f"fw{start}"
+            files = render_firmware(graph, prefix, checkpoint_sha256, board, cpu, part,
+                                    labels[start:start + chunk], dataset)
+            write_tree(files, tree, force=True, build=lambda t: build_firmware(t, flags, compiler))
+            _, output = run_uart(board.emulated_by["machine"], board.emulated_by["serial"], tree / "app.elf",
+                                 timeout=60 + 2 * len(part))
+            found = {int(m.group(1)): m.group(2).split() for m in LOGITS_LINE.finditer(output)}
+            if sorted(found) != list(range(len(part))):
+                raise IrnetEdgeError(f"the firmware printed logits for {len(found)} of {len(part)} inputs on "
+                                     f"{board.emulated_by['machine']}:\n{output[-2000:]}")
+            words = [int(word, 16) for i in range(len(part)) for word in found[i]]
+            parts.append(np.array(words, dtype=np.uint32).view(np.float32))
+    return np.concatenate(parts)
