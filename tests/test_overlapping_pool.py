@@ -103,6 +103,12 @@ def test_trained_model_pooling_equals_the_reference_and_the_c(tmp_path):
     generator = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (64, 1, 17, 17), dtype=torch.uint8, generator=generator)
     ckpt = calibrated(model, (1, 17, 17), images, "mnist", tmp_path / "m.pt")
+    # spec_from_module carries every pooling field: the checkpoint's model computes what the user's did
+    pools = [node for node in ckpt.spec["layers"] if "pool" in node["type"]]
+    assert pools[0] == {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}
+    assert pools[3] == {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}
+    with torch.no_grad():
+        assert torch.equal(ckpt.build().eval()(images.float() / 255), model.eval()(images.float() / 255))
     graph = export(ckpt)
     kinds = [(op.kind, op.attrs.get("stride"), op.attrs.get("pad")) for op in graph.ops if "pool" in op.kind]
     assert kinds == [("maxpool_f32", 2, 1), ("maxpool_bits", 1, 1), ("maxpool_f32", 1, 1), ("avgpool2d", 2, 1),
@@ -268,3 +274,19 @@ def test_cortex_m4_equals_reference():
         inputs = _inputs(graph, 6, i)
         result = qemu.verify(graph, "pools", SHA, inputs, board, None)
         assert result.exact == result.samples == 6, i
+
+
+def test_pooling_fields_round_trip_through_the_spec():
+    from irnet_edge.nn import build_model, spec_from_module
+
+    model = nn.Sequential(InputNorm([0.5], [0.25]), nn.MaxPool2d(5, 1, 2), nn.AvgPool2d(3, 2, 1, divisor_override=4),
+                          nn.AvgPool2d(2, 1, 1, count_include_pad=False), nn.Flatten(), nn.Linear(6 * 6, 10))
+    spec = spec_from_module(model, (1, 9, 9))
+    assert spec["layers"][1:4] == [
+        {"type": "maxpool2d", "kernel_size": 5, "stride": 1, "padding": 2},
+        {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1, "divisor_override": 4},
+        {"type": "avgpool2d", "kernel_size": 2, "stride": 1, "padding": 1, "count_include_pad": False}]
+    built = build_model(spec)
+    for mine, theirs in zip(built, model, strict=True):
+        if isinstance(theirs, (nn.MaxPool2d, nn.AvgPool2d)):
+            assert repr(mine) == repr(theirs)
