@@ -217,8 +217,10 @@ def _check_every_op(graph: Graph, work, cc: str, cflags: str, isa: str | None) -
     tree = work / "c"
     write_tree(render(graph, target, "pools", SHA)[0], tree, force=True)
     cross = toolchain.CROSS[isa] if isa else None
-    runner = toolchain.build(tree, cross.cc if cross else cc, f"{cflags} {cross.cflags}" if cross else cflags,
-                             ("POOLS_DEBUG_DUMP",), "-static" if cross else "", cross.packages if cross else cc)
+    if cross:  # gcc: the isa's cross compiler; clang: itself, given --target in cflags
+        cc, cflags = (cross.cc if cc == "gcc" else cc), f"{cflags} {cross.cflags}"
+    runner = toolchain.build(tree, cc, cflags, ("POOLS_DEBUG_DUMP",), "-static" if cross else "",
+                             cross.packages if cross else cc)
     launcher = cross.launcher if cross else ()
     inputs = _inputs(graph, 24, 7)
     inputs.numpy().tofile(work / "in.bin")
@@ -235,15 +237,22 @@ def _check_every_op(graph: Graph, work, cc: str, cflags: str, isa: str | None) -
         assert mismatch is None, mismatch.describe()
 
 
-BUILDS = [("gcc", "gcc", None), ("clang", "clang", None), ("aarch64", "gcc", "aarch64"), ("armv7", "gcc", "armv7")]
+# (name, compiler, isa, flags after the strict ones): the clang builds with flags that would turn the average's
+# division into a multiplication by a reciprocal or drop the sign of zeros, were the sources not protected
+UNSAFE = "-O3 -freciprocal-math -fno-signed-zeros"
+BUILDS = [("gcc", "gcc", None, ""), ("clang", "clang", None, ""),
+          ("clang-unsafe-flags", "clang", None, f"{UNSAFE} -march=native -ffp-contract=fast"),
+          ("aarch64", "gcc", "aarch64", ""), ("aarch64-clang-unsafe-flags", "clang", "aarch64",
+                                              f"--target=aarch64-linux-gnu {UNSAFE}"),
+          ("armv7", "gcc", "armv7", "")]
 
 
-@pytest.mark.parametrize("name,cc,isa", BUILDS, ids=[b[0] for b in BUILDS])
-def test_c_equals_reference_for_every_pooling_op(name, cc, isa, grid_graphs, tmp_path):
+@pytest.mark.parametrize("name,cc,isa,flags", BUILDS, ids=[b[0] for b in BUILDS])
+def test_c_equals_reference_for_every_pooling_op(name, cc, isa, flags, grid_graphs, tmp_path):
     for i, graph in enumerate(grid_graphs):
         work = tmp_path / f"g{i}"
         work.mkdir()
-        _check_every_op(graph, work, cc, toolchain.STRICT_CFLAGS, isa)
+        _check_every_op(graph, work, cc, f"{toolchain.STRICT_CFLAGS} {flags}".strip(), isa)
 
 
 def _cortex_m_graphs() -> list[Graph]:
