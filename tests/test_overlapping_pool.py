@@ -90,30 +90,33 @@ def test_reference_equals_pytorch_pooling(k, s, p):
 
 
 def test_trained_model_pooling_equals_the_reference_and_the_c(tmp_path):
-    """A model with the paper's stem pool (3/2, padding 1) on floats, a padded max-pool on bits between a binary
-    conv and a BatchNorm with negative scales (min channels), overlapping average pools: the reference's logits
-    agree with the model's forward, and the C with the reference."""
+    """A model with the paper's stem pool (3/2, padding 1) on floats, padded max-pools on bits after a hardtanh and
+    between a binary conv and a BatchNorm with negative scales (OR channels), the same on floats (min channels),
+    overlapping average pools: the reference's logits agree with the model's forward, and the C with the
+    reference."""
     from irnet_edge.verify.host import run_c
 
     model = nn.Sequential(InputNorm([0.5], [0.25]), nn.Conv2d(1, 33, 3, padding=1), nn.BatchNorm2d(33), nn.ReLU(),
                           nn.MaxPool2d(3, 2, 1), nn.Conv2d(33, 16, 3, padding=1), nn.BatchNorm2d(16), nn.Hardtanh(),
-                          nn.MaxPool2d(3, 1, 1), IRConv2d(16, 40, 3, padding=1), nn.MaxPool2d(2, 1, 1),
-                          nn.BatchNorm2d(40), nn.Hardtanh(), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
-                          nn.AvgPool2d(3, 1, 1), nn.Flatten(), nn.Linear(40 * 5 * 5, 10))
+                          nn.MaxPool2d(3, 1, 1), IRConv2d(16, 40, 3, padding=1), nn.MaxPool2d(3, 2, 1),
+                          nn.BatchNorm2d(40), nn.Hardtanh(), IRConv2d(40, 24, 3, padding=1), nn.MaxPool2d(2, 1, 1),
+                          nn.BatchNorm2d(24), nn.Hardtanh(), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+                          nn.AvgPool2d(3, 1, 1), nn.Flatten(), nn.Linear(24 * 3 * 3, 10))
     generator = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (64, 1, 17, 17), dtype=torch.uint8, generator=generator)
     ckpt = calibrated(model, (1, 17, 17), images, "mnist", tmp_path / "m.pt")
     # spec_from_module carries every pooling field: the checkpoint's model computes what the user's did
     pools = [node for node in ckpt.spec["layers"] if "pool" in node["type"]]
     assert pools[0] == {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}
-    assert pools[3] == {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}
+    assert pools[4] == {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}
     with torch.no_grad():
         assert torch.equal(ckpt.build().eval()(images.float() / 255), model.eval()(images.float() / 255))
     graph = export(ckpt)
-    kinds = [(op.kind, op.attrs.get("stride"), op.attrs.get("pad")) for op in graph.ops if "pool" in op.kind]
-    assert kinds == [("maxpool_f32", 2, 1), ("maxpool_bits", 1, 1), ("maxpool_f32", 1, 1), ("avgpool2d", 2, 1),
-                     ("avgpool2d", 1, 1)]
-    assert graph.ops[[op.kind for op in graph.ops].index("maxpool_f32", 3)].consts["min_mask"].any()
+    pool_ops = [op for op in graph.ops if "pool" in op.kind]
+    assert [(op.kind, op.attrs["stride"], op.attrs["pad"]) for op in pool_ops] == [
+        ("maxpool_f32", 2, 1), ("maxpool_bits", 1, 1), ("maxpool_bits", 2, 1), ("maxpool_f32", 1, 1),
+        ("avgpool2d", 2, 1), ("avgpool2d", 1, 1)]
+    assert pool_ops[2].consts["or_mask"].any() and pool_ops[3].consts["min_mask"].any()
     top1, worst = agreement(ckpt, graph, images)
     assert top1 == 1.0 and worst < 1e-3
     inputs = images[:16].permute(0, 2, 3, 1).contiguous()
@@ -122,7 +125,7 @@ def test_trained_model_pooling_equals_the_reference_and_the_c(tmp_path):
     assert np.array_equal(got.view(np.int32), expected.view(np.int32))
     # the float32 baseline (bench --baseline float32) pools +-1 floats over the same windows: the same logits
     base = float_baseline(graph)
-    assert [op.kind for op in base.ops if "pool" in op.kind] == ["maxpool_f32"] * 3 + ["avgpool2d"] * 2
+    assert [op.kind for op in base.ops if "pool" in op.kind] == ["maxpool_f32"] * 4 + ["avgpool2d"] * 2
     got = run_c(base, "tpb", SHA, inputs, tmp_path, tree_name="baseline")
     assert np.array_equal(got.view(np.int32), expected.view(np.int32))
 
