@@ -304,8 +304,7 @@ def bench(checkpoint, target, board, cpu, isa, deprecated_arch, baseline, as_jso
 @main.command(epilog=_examples(
     "irnet-edge firmware runs/m4/model.pt --board mps2-an386 --out fw",
     "irnet-edge firmware runs/m0/model.pt --board mps2-an385 --cpu cortex-m0plus --out fw",
-    "irnet-edge firmware runs/m4/model.pt --board nucleo-f446re --out fw --samples 16 --force",
-    "irnet-edge firmware runs/m4/model.pt --board nucleo-f411re --out fw --clock reset"))
+    "irnet-edge firmware runs/m4/model.pt --board nucleo-f446re --out fw --samples 16 --clock reset --force"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--board", type=click.Choice(board_names()), required=True,
               help="Board to build for: an emulated one runs under `irnet-edge run`, a real one is flashed.")
@@ -331,6 +330,41 @@ def firmware(checkpoint, board, cpu, out_dir, samples, data_dir, prefix, force, 
         check_firmware_prefix(prefix)
     click.echo(convert(checkpoint).firmware(out_dir, board, cpu, samples=samples, data_dir=data_dir, prefix=prefix,
                                             force=force, clock=clock))
+
+
+@main.command(epilog=_examples(
+    "irnet-edge fit --board nucleo-f446re",
+    "irnet-edge fit --board rpi-pico --dataset mnist --latency-ms 20",
+    "irnet-edge fit --board nrf52840dk --train --out runs/nrf --epochs 5"))
+@click.option("--board", type=click.Choice(board_names()), required=True, help="The board the network must fit.")
+@click.option("--dataset", type=click.Choice(DATASETS), default="fashion-mnist", show_default=True,
+              help="Sets the input shape and classes (and what --train trains on).")
+@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True),
+              help="Also require this estimated time per inference at the board's clock.")
+@click.option("--cpu", type=click.Choice(cpu_names()), help="Build for a smaller core than the board's own.")
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates and the pick as JSON.")
+@click.option("--train", "then_train", is_flag=True, help="Train the pick and write its firmware into --out.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --train: the run's folder (model.pt, metrics) and its firmware in OUT/firmware.")
+@click.option("--epochs", type=click.IntRange(min=1), help="With --train: override the recipe's epoch count.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=_DATA_DIR_HELP)
+@click.option("--force", is_flag=True, help="With --train: replace a run already in --out.")
+def fit(board, dataset, latency_ms, cpu, as_json, then_train, out_dir, epochs, data_dir, force):
+    """Find the largest network of the MCU family that fits a board's flash and RAM (linked firmware, stack
+    included) and, with --latency-ms, answers in time (exact instruction counts x the core's cycles per
+    instruction at the board's clock); print the candidates and the pick."""
+    from .fit import fit as run_fit
+    from .fit import train_pick
+
+    for name, value in (("--out", out_dir), ("--epochs", epochs), ("--force", force or None)):
+        if value is not None and not then_train:
+            raise IrnetEdgeError(f"{name} applies only with --train; leave it out")
+    if then_train and out_dir is None:
+        raise IrnetEdgeError("--train needs --out, the folder for the run and its firmware")
+    result = run_fit(board, dataset, latency_ms, cpu, log=lambda message: click.echo(message, err=True))
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.table())
+    if then_train:
+        click.echo(train_pick(result, out_dir, data_dir, epochs, force, log=click.echo))
 
 
 @main.command("run", epilog=_examples(

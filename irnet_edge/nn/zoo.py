@@ -183,6 +183,26 @@ ARCHS = {a.name: a for a in (
 )}
 
 
+FAMILY_DEPTHS = (2, 3, 4)
+FAMILY_STEMS = (16, 32, 64, 128)
+
+
+def mcu_family_spec(depth: int, stem: int, channels: int, size: int, num_classes: int, mean, std,
+                    padding_value: str = "zero") -> dict:
+    """A member of the MCU family `irnet-edge fit` searches: the mcu nets' plan (a full-precision stem conv that
+    pools at once, then binary 3x3 convs at 2, 4, 4 and 8 times the stem's width, pooling after the first and
+    third) with depth binary convs (2-4) and a stem of stem channels. Depth 2, stem 16 is mcu_m0; depth 3, stem 32
+    is mcu_m4. Named mcu_d{depth}_s{stem}."""
+    plan = [(2 * stem, True), (4 * stem, False), (4 * stem, True), (8 * stem, False)]
+    if depth not in FAMILY_DEPTHS or stem not in FAMILY_STEMS:
+        raise IrnetEdgeError(f"the MCU family has depths {FAMILY_DEPTHS} and stems {FAMILY_STEMS}, not {depth}, {stem}")
+    widths = plan[:depth] if depth != 2 else [(2 * stem, True), (4 * stem, True)]
+    layers = _mcu_plain(stem, widths)(channels, size, num_classes, padding_value)
+    return {"format": SPEC_FORMAT, "name": f"mcu_d{depth}_s{stem}",
+            "input": {"channels": channels, "height": size, "width": size}, "num_classes": num_classes,
+            "layers": [{"type": "input_norm", "mean": list(mean), "std": list(std)}] + layers}
+
+
 def get_arch(name: str) -> Arch:
     try:
         return ARCHS[name]
