@@ -102,7 +102,7 @@ def test_imagenet_zoo_storage_matches_the_paper():
     assert round(r18["float32"], 1) == 374.1  # the paper's full-precision ResNet-18
     assert 33.5 <= r18["binary"] <= 33.7 and 33.3 <= r18["deployed"] <= 33.7  # the paper: 33.7 Mbit, 11.1x
     r34 = storage_mbit(summarize(build_model(zoo_spec("resnet34_imagenet")), (3, 224, 224)))
-    assert 697 <= r34["float32"] <= 698 and 43.5 <= r34["binary"] <= 44.0  # the paper: 697.3 and 43.9 Mbit
+    assert 697 <= r34["float32"] <= 698 and 43.5 <= r34["binary"] <= 44.0  # 21.8 M parameters; 21.1 M binary
 
 
 def test_imagenet_networks_take_only_imagenet_inputs(tmp_path):
@@ -119,7 +119,7 @@ def test_imagenet_networks_take_only_imagenet_inputs(tmp_path):
 def test_cli_imports_every_form_of_official_file(tmp_path):
     theirs = randomize(official_model("resnet20"), seed=7)
     state = theirs.state_dict()
-    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # PyTorch < 0.4.1
+    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # PyTorch 0.4.0
     forms = {"plain.th": state, "parallel.th": {f"module.{k}": v for k, v in state.items()},
              "trainer.th": {"state_dict": {f"module.{k}": v for k, v in state.items()}, "best_prec1": 86.5,
                             "epoch": 400},
@@ -127,7 +127,7 @@ def test_cli_imports_every_form_of_official_file(tmp_path):
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(8))
     for name, content in forms.items():
         source, out = tmp_path / name, tmp_path / f"{name}.pt"
-        torch.save(content, source)
+        torch.save(content, source, _use_new_zipfile_serialization=name != "old.th")  # PyTorch < 1.6: legacy
         result = _run("import", source, "--arch", "resnet20", "--out", out)
         assert result.exit_code == 0, result.output
         assert f"wrote {out}" in result.output and "sign(0) = 0" in result.output
