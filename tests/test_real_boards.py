@@ -380,3 +380,22 @@ def test_boards_without_an_emulator_are_refused_with_the_way_out(trained_mcu, mn
     result = CliRunner().invoke(main, ["bench", str(trained_mcu["mcu_m4"]), "--target", "cortex-m", "--board",
                                        "nucleo-f446re"])
     assert result.exit_code == 1 and "nucleo-f446re is a real board; bench runs on an emulated one" in result.output
+
+
+def test_a_firmware_that_never_ends_is_stopped_after_the_timeout(tmp_path):
+    """run_uart waits for the demo's final line for a bounded time only."""
+    from irnet_edge.verify import qemu
+
+    (tmp_path / "hang.c").write_text(
+        "#include <stdint.h>\n"
+        "void reset(void);\n"
+        "void reset(void) { *(volatile uint32_t *)0x40004404u = 'x'; for (;;) { } }\n"
+        "__attribute__((section(\".isr_vector\"), used)) const uintptr_t vectors[2] = {0x20001000u, "
+        "(uintptr_t)reset};\n")
+    (tmp_path / "hang.ld").write_text("MEMORY { FLASH (rx) : ORIGIN = 0x08000000, LENGTH = 64K }\n"
+                                      "SECTIONS { .text : { KEEP(*(.isr_vector)) *(.text*) } > FLASH }\n")
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-nostdlib", "-T", str(tmp_path / "hang.ld"),
+                    "-o", str(tmp_path / "hang.elf"), str(tmp_path / "hang.c")], check=True)
+    with pytest.raises(IrnetEdgeError, match=r"printed no final line \(done or failed\) under QEMU netduinoplus2: "
+                                             r"nothing more within 2 s. Its output:\nx"):
+        qemu.run_uart("netduinoplus2", 1, tmp_path / "hang.elf", timeout=2)
