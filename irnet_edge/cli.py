@@ -307,7 +307,8 @@ def bench(checkpoint, target, board, cpu, isa, deprecated_arch, baseline, as_jso
     "irnet-edge firmware runs/m4/model.pt --board nucleo-f446re --out fw --samples 16 --clock reset --force"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--board", type=click.Choice(board_names()), required=True,
-              help="Board to build for: an emulated one runs under `irnet-edge run`, a real one is flashed.")
+              help="Board to build for: an emulated one, or a real one whose chip QEMU emulates (nucleo-f446re, "
+                   "nucleo-f411re), runs under `irnet-edge run`; a real one is flashed with `irnet-edge flash`.")
 @click.option("--cpu", type=click.Choice(cpu_names()), help="Build for a smaller core than the board's own.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the project (a non-empty one needs --force).")
