@@ -399,3 +399,16 @@ def test_a_firmware_that_never_ends_is_stopped_after_the_timeout(tmp_path):
     with pytest.raises(IrnetEdgeError, match=r"printed no final line \(done or failed\) under QEMU netduinoplus2: "
                                              r"nothing more within 2 s. Its output:\nx"):
         qemu.run_uart("netduinoplus2", 1, tmp_path / "hang.elf", timeout=2)
+
+
+def test_verify_over_the_uart_splits_inputs_into_images_that_fit_the_flash(trained_mcu, mnist_dir):
+    """As many inputs as one image holds (they are embedded), plus one: two builds, each linked within 512 KB."""
+    from irnet_edge.verify import qemu
+
+    model, board = convert(trained_mcu["mcu_m4"]), load_board("nucleo-f411re")
+    chunk = qemu.uart_chunk(model.graph, board)
+    assert 400 < chunk < 1000
+    pixels, labels = model.test_inputs(chunk + 1, mnist_dir)
+    result = qemu.verify(model.graph, "mcu_m4", model.checkpoint.sha256, torch.from_numpy(pixels), board, None,
+                         "mnist", labels)
+    assert result.exact == result.samples == chunk + 1
