@@ -36,7 +36,8 @@ TARGETS = {t.name: t for t in (
            "the model with NEON kernels for Linux on aarch64 or armv7, with the runner and a Makefile that "
            "cross-compiles or builds on the board",
            kernels=(("bconv", "bconv_neon"), ("conv_f32", "conv_f32_neon"), ("sign_pack", "sign_pack_neon"),
-                    ("add", "add_neon")), channels_last=(("conv_f32", "weight"),), options=("isa",), needs=("isa",)),
+                    ("add", "add_neon"), ("maxpool2d_f32", "maxpool2d_f32_neon")),
+           channels_last=(("conv_f32", "weight"),), options=("isa",), needs=("isa",)),
 )}
 
 

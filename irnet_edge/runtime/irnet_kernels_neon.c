@@ -1,5 +1,5 @@
 /* irnet-edge runtime, NEON kernels (aarch64 and armv7 with NEON; compiled to nothing elsewhere): the
- * arithmetic of irnet_bconv and irnet_conv_f32 in irnet_kernels.c (their oracles), bit for bit.
+ * arithmetic of irnet_bconv in irnet_kernels.c (its oracle), bit for bit.
  *
  * Binary convolution. An output's popcount runs over its k*k*words activation words against its weight row
  * [k][k][words], word for word; the order of the words does not matter.
@@ -29,10 +29,7 @@
  *  - Built with -fopenmp, blocks of output pixels are shared among threads; every output is computed by one
  *    thread exactly as without threads, so any thread count gives the same bits.
  *
- * Float convolution (stem, classifier): weights [kh][kw][Cin][Cout]. On aarch64 16 output channels in 4
- * vectors, each lane summing its taps in the order of irnet_conv_f32 with a separate multiply and add
- * (no fused multiply-add). armv7 NEON float flushes subnormals to zero, so armv7 runs the same loop in scalar
- * VFP code. */
+ * The float convolution (irnet_conv_f32_neon) and max-pool are in irnet_conv_f32_neon.c. */
 #include "irnet_internal.h"
 
 #if defined(__ARM_NEON)
@@ -736,104 +733,6 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
-
-/* Float convolution, weights [kh][kw][Cin][Cout]: every output channel sums x * w over ky, kx, ci in the order
- * of irnet_conv_f32, one multiply and one add per term. aarch64 keeps 16 channels in 4 vectors (the
- * last 1-3 channels go through the scalar loop); armv7 uses the scalar loop for all. */
-void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
-{
-    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
-    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
-    const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
-    const int out_words = (cout + 31) / 32;
-    int oy;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static)
-#endif
-    for (oy = 0; oy < ho; ++oy) {
-        const int iy0 = oy * stride - pad;
-        const int ky0 = iy0 < 0 ? -iy0 : 0;
-        const int ky1 = iy0 + k > h ? h - iy0 : k;
-        int ox, co, ky, kx, ci;
-        for (ox = 0; ox < wo; ++ox) {
-            const int ix0 = ox * stride - pad;
-            const int kx0 = ix0 < 0 ? -ix0 : 0;
-            const int kx1 = ix0 + k > w ? w - ix0 : k;
-            uint32_t *bits = out_bits != 0 ? out_bits + (oy * wo + ox) * out_words : 0;
-            float *outs = out_f32 != 0 ? out_f32 + (oy * wo + ox) * cout : 0;
-            co = 0;
-            if (bits != 0) {
-                memset(bits, 0, (size_t)out_words * sizeof(uint32_t));
-            }
-#if defined(__aarch64__)
-            while (co + 4 <= cout) {
-                const int nv = cout - co >= 16 ? 4 : (cout - co) / 4;
-                float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
-                int j;
-                for (ky = ky0; ky < ky1; ++ky) {
-                    for (kx = kx0; kx < kx1; ++kx) {
-                        const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
-                        const float *wt = weight + ((ky * k + kx) * cin) * cout + co;
-                        if (nv == 4) {
-                            for (ci = 0; ci < cin; ++ci) {
-                                const float32x4_t x = vld1q_dup_f32(xt + ci);
-                                const float32x4x4_t wv = vld1q_f32_x4(wt + ci * cout);
-                                acc[0] = vaddq_f32(acc[0], irnet_mul4(x, wv.val[0]));
-                                acc[1] = vaddq_f32(acc[1], irnet_mul4(x, wv.val[1]));
-                                acc[2] = vaddq_f32(acc[2], irnet_mul4(x, wv.val[2]));
-                                acc[3] = vaddq_f32(acc[3], irnet_mul4(x, wv.val[3]));
-                            }
-                        } else {
-                            for (ci = 0; ci < cin; ++ci) {
-                                const float32x4_t x = vld1q_dup_f32(xt + ci);
-                                for (j = 0; j < nv; ++j) {
-                                    acc[j] = vaddq_f32(acc[j], irnet_mul4(x, vld1q_f32(wt + ci * cout + 4 * j)));
-                                }
-                            }
-                        }
-                    }
-                }
-                for (j = 0; j < nv; ++j) {
-                    const int c = co + 4 * j;
-                    if (bits != 0) {
-                        static const uint32_t bit_values[4] = {1, 2, 4, 8};
-                        const float32x4_t y = vaddq_f32(irnet_mul4(acc[j], vld1q_f32(mult + c)), vld1q_f32(add + c));
-                        const uint32x4_t m = vandq_u32(vcltq_f32(y, vdupq_n_f32(0.0f)), vld1q_u32(bit_values));
-                        bits[c / 32] |= vaddvq_u32(m) << (c & 31);
-                    } else {
-                        vst1q_f32(outs + c,
-                            irnet_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
-                    }
-                }
-                co += 4 * nv;
-            }
-#endif
-            for (; co < cout; ++co) {
-                float acc = 0.0f;
-                float y;
-                for (ky = ky0; ky < ky1; ++ky) {
-                    for (kx = kx0; kx < kx1; ++kx) {
-                        const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
-                        const float *wt = weight + ((ky * k + kx) * cin) * cout + co;
-                        for (ci = 0; ci < cin; ++ci) {
-                            float product = xt[ci] * wt[ci * cout];
-                            IRNET_FENCE(product);
-                            acc = acc + product;
-                        }
-                    }
-                }
-                y = acc * mult[co];
-                IRNET_FENCE(y);
-                y = y + add[co];
-                if (bits != 0) {
-                    bits[co / 32] |= (uint32_t)(y < 0.0f) << (co & 31);
-                } else {
-                    outs[co] = irnet_activate(y, act);
-                }
-            }
-        }
-    }
-}
 
 #else
 typedef int irnet_kernels_neon_unused; /* ISO C wants at least one declaration */

@@ -126,6 +126,7 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *p, const float *in, uint32_t
 /* NEON (aarch64 and armv7 with NEON): the same results as the portable kernels */
 void irnet_bconv_neon(const irnet_bconv_params *p, const uint32_t *in, uint32_t *out_bits, float *out_f32);
 void irnet_conv_f32_neon(const irnet_conv_f32_params *p, const float *in, uint32_t *out_bits, float *out_f32);
+void irnet_maxpool2d_f32_neon(const irnet_maxpool2d_f32_params *p, const float *in, float *out); /* NEON on aarch64 only */
 void irnet_sign_pack_neon(const float *in, int pixels, int channels, uint32_t *out);
 void irnet_add_neon(const float *a, const float *b, int n, int act, float *out); /* NEON float on aarch64 only */
 

@@ -1,0 +1,460 @@
+/* irnet-edge runtime, NEON float kernels (aarch64 and armv7 with NEON; compiled to nothing elsewhere): the
+ * arithmetic of irnet_conv_f32 and irnet_maxpool2d_f32 in irnet_kernels.c (their oracles), bit for bit.
+ *
+ * Float convolution (stem, 1x1 downsample, classifier): weights [kh][kw][Cin][Cout]. Every output channel sums
+ * x * w over the present taps ky, kx, ci in the order of irnet_conv_f32, starting from +0.0, one multiply and one
+ * add per term (no fused multiply-add: irnet_exact.h), then y = acc * mult, y = y + add.
+ *  - aarch64, few input channels (Cin <= IRNET_FEW_CIN, the stem): a register block of 4 output pixels of a row
+ *    x 16 output channels (16 accumulator vectors). Per tap and group of 4 input channels one 128-bit load per
+ *    pixel; each input channel's weights for the 16 channels are one 4-vector load, and multiply by vector
+ *    element (FMUL by element) takes the pixel's input straight from its lane: no broadcast. The pixels of a
+ *    block have the same present taps (blocks lie where every column tap is inside the map; the rows' taps are
+ *    common to a row of outputs), so each lane still sums its own output's terms in the oracle's order.
+ *    A block whose last 128-bit load would pass the end of the input map (the last pixels with Cin % 4 != 0)
+ *    goes through the per-pixel path.
+ *  - aarch64, other outputs: per pixel, 16 channels in 4 vectors, the input broadcast per channel; the last
+ *    1-3 channels through the scalar loop.
+ *  - armv7 NEON float flushes subnormals to zero, so armv7 runs the per-pixel scalar loop in VFP code.
+ *  - Built with -fopenmp, output rows are shared among threads; every output is computed by one thread exactly
+ *    as without threads.
+ *
+ * Max-pool on floats (overlapping, padded; docs/arithmetic.md "Overlapping pooling"): per output, best = the
+ * window's first pixel inside the map, then for every later pixel in row-major order best = v where v > best
+ * (v < best on min channels). On aarch64 16 (then 4) channels per step with a compare and a bitwise select
+ * (FCMGT, BSL): exactly "replace on strictly greater", so ties keep the earlier value (+0.0 and -0.0 alike) and
+ * a NaN neither replaces nor is replaced (FMAX would do both differently). Min channels compare -v > -best: the
+ * sign bit flipped on load and back on store (exact, NaNs included), so one loop serves both. armv7 NEON float
+ * compares flush subnormals, so armv7 uses the portable kernel. */
+#include "irnet_internal.h"
+
+#if defined(__ARM_NEON)
+#include <arm_neon.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Cin up to which aarch64 register-blocks 4 output pixels (layers with more input channels already spend their
+ * time in the per-channel loop, not in the per-tap overhead the block saves) */
+#define IRNET_FEW_CIN 8
+
+/* GCC's first scheduling pass hoists the loads of the 16-accumulator block above its arithmetic and then
+ * spills accumulators */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-schedule-insns")
+#endif
+
+#if defined(__aarch64__)
+/* A float product that no compiler may fuse with the addition that follows (irnet_exact.h) */
+static inline __attribute__((always_inline)) float32x4_t irnet_f32_mul4(float32x4_t a, float32x4_t b)
+{
+    float32x4_t product = vmulq_f32(a, b);
+    IRNET_FENCE(product);
+    return product;
+}
+
+/* acc = acc + w * x[lane], the product fenced as above (the lane must be a constant) */
+#define IRNET_MAC_LANE(acc, w, x, lane) do { \
+        float32x4_t product_ = vmulq_laneq_f32(w, x, lane); \
+        IRNET_FENCE(product_); \
+        acc = vaddq_f32(acc, product_); \
+    } while (0)
+
+/* y = acc * m; y = y + a, then the activation, on 4 channels: the operations of irnet_activate, lane by lane */
+static inline float32x4_t irnet_f32_finish4(float32x4_t acc, float32x4_t m, float32x4_t a, int act)
+{
+    const float32x4_t y = vaddq_f32(irnet_f32_mul4(acc, m), a);
+    const float32x4_t one = vdupq_n_f32(1.0f), minus_one = vdupq_n_f32(-1.0f), zero = vdupq_n_f32(0.0f);
+    if (act == IRNET_ACT_HARDTANH) { /* FMIN and FMAX return a NaN operand as it is, like the compares */
+        return vmaxq_f32(vminq_f32(y, one), minus_one);
+    }
+    if (act == IRNET_ACT_RELU) {
+        return vbslq_f32(vcgtq_f32(y, zero), y, zero);
+    }
+    if (act == IRNET_ACT_SIGN) {
+        return vbslq_f32(vcltq_f32(y, zero), minus_one, one);
+    }
+    return y;
+}
+
+/* the 4 channels' output bits y < 0 (y = acc * m + a), as bits 0-3 */
+static inline uint32_t irnet_f32_sign4(float32x4_t acc, float32x4_t m, float32x4_t a)
+{
+    static const uint32_t bit_values[4] = {1, 2, 4, 8};
+    const float32x4_t y = vaddq_f32(irnet_f32_mul4(acc, m), a);
+    return vaddvq_u32(vandq_u32(vcltq_f32(y, vdupq_n_f32(0.0f)), vld1q_u32(bit_values)));
+}
+
+/* The pointer p, as the compiler sees it, depends on v (no instruction): a load through p then waits for v's
+ * computation. Without it GCC hoists the weight loads of every input channel of a tap above their arithmetic
+ * and spills accumulators. */
+#define IRNET_AFTER(p, v) __asm__("" : "+r"(p) : "w"(v))
+
+/* One input channel (lane L of the pixels' input vectors v0..v3) into the 4 pixels x 16 channels: its 16
+ * weights are at wc, which then moves to the next input channel's */
+#define IRNET_BLOCK_STEP(L) do { \
+        float32x4x4_t wv; \
+        IRNET_AFTER(wc, a33); \
+        wv = vld1q_f32_x4(wc); \
+        wc += cout; \
+        IRNET_MAC_LANE(a00, wv.val[0], v0, L); \
+        IRNET_MAC_LANE(a01, wv.val[1], v0, L); \
+        IRNET_MAC_LANE(a02, wv.val[2], v0, L); \
+        IRNET_MAC_LANE(a03, wv.val[3], v0, L); \
+        IRNET_MAC_LANE(a10, wv.val[0], v1, L); \
+        IRNET_MAC_LANE(a11, wv.val[1], v1, L); \
+        IRNET_MAC_LANE(a12, wv.val[2], v1, L); \
+        IRNET_MAC_LANE(a13, wv.val[3], v1, L); \
+        IRNET_MAC_LANE(a20, wv.val[0], v2, L); \
+        IRNET_MAC_LANE(a21, wv.val[1], v2, L); \
+        IRNET_MAC_LANE(a22, wv.val[2], v2, L); \
+        IRNET_MAC_LANE(a23, wv.val[3], v2, L); \
+        IRNET_MAC_LANE(a30, wv.val[0], v3, L); \
+        IRNET_MAC_LANE(a31, wv.val[1], v3, L); \
+        IRNET_MAC_LANE(a32, wv.val[2], v3, L); \
+        IRNET_MAC_LANE(a33, wv.val[3], v3, L); \
+    } while (0)
+
+/* The sums of 4 output pixels (columns ix0, ix0 + stride, ...: every column tap inside the map) x 16 channels
+ * co..co + 15 over the rows ky0..ky1 - 1, into acc[4 * p + j] (pixel p, channels co + 4j..). Inlined with a
+ * constant cin, so the loop over groups of 4 input channels and the lanes unroll. */
+static inline __attribute__((always_inline)) void irnet_conv_block4(const float *in, const float *weight, int w,
+    int cin, int cout, int k, int stride, int iy0, int ky0, int ky1, int ix0, int co, float32x4_t acc[16])
+{
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    float32x4_t a00 = zero, a01 = zero, a02 = zero, a03 = zero, a10 = zero, a11 = zero, a12 = zero, a13 = zero;
+    float32x4_t a20 = zero, a21 = zero, a22 = zero, a23 = zero, a30 = zero, a31 = zero, a32 = zero, a33 = zero;
+    const long step = (long)stride * cin;
+    int ky, kx, c0;
+    for (ky = ky0; ky < ky1; ++ky) {
+        const float *x0 = in + ((long)(iy0 + ky) * w + ix0) * cin;
+        const float *wc0 = weight + (long)ky * k * cin * cout + co;
+        for (kx = 0; kx < k; ++kx) {
+            for (c0 = 0; c0 < cin; c0 += 4) {
+                const float *wc = wc0 + (long)c0 * cout; /* input channel c0's 16 weights, then the next's */
+                const float32x4_t v0 = vld1q_f32(x0 + c0), v1 = vld1q_f32(x0 + step + c0);
+                const float32x4_t v2 = vld1q_f32(x0 + 2 * step + c0), v3 = vld1q_f32(x0 + 3 * step + c0);
+                IRNET_BLOCK_STEP(0);
+                if (cin - c0 > 1) {
+                    IRNET_BLOCK_STEP(1);
+                }
+                if (cin - c0 > 2) {
+                    IRNET_BLOCK_STEP(2);
+                }
+                if (cin - c0 > 3) {
+                    IRNET_BLOCK_STEP(3);
+                }
+            }
+            x0 += cin;
+            wc0 += (long)cin * cout;
+        }
+    }
+    acc[0] = a00, acc[1] = a01, acc[2] = a02, acc[3] = a03, acc[4] = a10, acc[5] = a11, acc[6] = a12;
+    acc[7] = a13, acc[8] = a20, acc[9] = a21, acc[10] = a22, acc[11] = a23, acc[12] = a30, acc[13] = a31;
+    acc[14] = a32, acc[15] = a33;
+}
+
+static void irnet_conv_block4_any(const float *in, const float *weight, int w, int cin, int cout, int k,
+    int stride, int iy0, int ky0, int ky1, int ix0, int co, float32x4_t acc[16])
+{
+    switch (cin) { /* a constant Cin for the stem's 3 channels and the other small counts */
+    case 1: irnet_conv_block4(in, weight, w, 1, cout, k, stride, iy0, ky0, ky1, ix0, co, acc); break;
+    case 2: irnet_conv_block4(in, weight, w, 2, cout, k, stride, iy0, ky0, ky1, ix0, co, acc); break;
+    case 3: irnet_conv_block4(in, weight, w, 3, cout, k, stride, iy0, ky0, ky1, ix0, co, acc); break;
+    case 4: irnet_conv_block4(in, weight, w, 4, cout, k, stride, iy0, ky0, ky1, ix0, co, acc); break;
+    default: irnet_conv_block4(in, weight, w, cin, cout, k, stride, iy0, ky0, ky1, ix0, co, acc); break;
+    }
+}
+#endif
+
+/* Output pixel (oy, ox), channels co_first..cout - 1, one pixel at a time (its bits word(s) already cleared) */
+static void irnet_conv_f32_pixel(const irnet_conv_f32_params *prm, const float *in, uint32_t *bits, float *outs,
+    int oy, int ox, int co_first)
+{
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, act = prm->act;
+    const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
+    const int iy0 = oy * stride - pad;
+    const int ky0 = iy0 < 0 ? -iy0 : 0;
+    const int ky1 = iy0 + k > h ? h - iy0 : k;
+    const int ix0 = ox * stride - pad;
+    const int kx0 = ix0 < 0 ? -ix0 : 0;
+    const int kx1 = ix0 + k > w ? w - ix0 : k;
+    int co = co_first, ky, kx, ci;
+#if defined(__aarch64__)
+    while (co + 4 <= cout) {
+        const int nv = cout - co >= 16 ? 4 : (cout - co) / 4;
+        float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+        int j;
+        for (ky = ky0; ky < ky1; ++ky) {
+            for (kx = kx0; kx < kx1; ++kx) {
+                const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
+                const float *wt = weight + ((ky * k + kx) * cin) * cout + co;
+                if (nv == 4) {
+                    for (ci = 0; ci < cin; ++ci) {
+                        const float32x4_t x = vld1q_dup_f32(xt + ci);
+                        const float32x4x4_t wv = vld1q_f32_x4(wt + ci * cout);
+                        acc[0] = vaddq_f32(acc[0], irnet_f32_mul4(x, wv.val[0]));
+                        acc[1] = vaddq_f32(acc[1], irnet_f32_mul4(x, wv.val[1]));
+                        acc[2] = vaddq_f32(acc[2], irnet_f32_mul4(x, wv.val[2]));
+                        acc[3] = vaddq_f32(acc[3], irnet_f32_mul4(x, wv.val[3]));
+                    }
+                } else {
+                    for (ci = 0; ci < cin; ++ci) {
+                        const float32x4_t x = vld1q_dup_f32(xt + ci);
+                        for (j = 0; j < nv; ++j) {
+                            acc[j] = vaddq_f32(acc[j], irnet_f32_mul4(x, vld1q_f32(wt + ci * cout + 4 * j)));
+                        }
+                    }
+                }
+            }
+        }
+        for (j = 0; j < nv; ++j) {
+            const int c = co + 4 * j;
+            if (bits != 0) {
+                bits[c / 32] |= irnet_f32_sign4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c)) << (c & 31);
+            } else {
+                vst1q_f32(outs + c, irnet_f32_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
+            }
+        }
+        co += 4 * nv;
+    }
+#endif
+    for (; co < cout; ++co) {
+        float acc = 0.0f;
+        float y;
+        for (ky = ky0; ky < ky1; ++ky) {
+            for (kx = kx0; kx < kx1; ++kx) {
+                const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
+                const float *wt = weight + ((ky * k + kx) * cin) * cout + co;
+                for (ci = 0; ci < cin; ++ci) {
+                    float product = xt[ci] * wt[ci * cout];
+                    IRNET_FENCE(product);
+                    acc = acc + product;
+                }
+            }
+        }
+        y = acc * mult[co];
+        IRNET_FENCE(y);
+        y = y + add[co];
+        if (bits != 0) {
+            bits[co / 32] |= (uint32_t)(y < 0.0f) << (co & 31);
+        } else {
+            outs[co] = irnet_activate(y, act);
+        }
+    }
+}
+
+void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
+{
+    const int cout = prm->cout, ho = prm->ho, wo = prm->wo;
+    const int out_words = (cout + 31) / 32;
+#if defined(__aarch64__)
+    const int h = prm->h, w = prm->w, cin = prm->cin, k = prm->k, stride = prm->stride, pad = prm->pad;
+    /* the columns ox_lo..ox_hi - 1 have every column tap inside the map */
+    const int ox_lo = pad <= 0 ? 0 : (pad + stride - 1) / stride;
+    const int ox_hi = w + pad - k < 0 ? 0 : (w + pad - k) / stride + 1 < wo ? (w + pad - k) / stride + 1 : wo;
+    const int blocked = cin <= IRNET_FEW_CIN && cout >= 16 ? cout / 16 * 16 : 0;
+    /* the input's size in floats, and how far past a tap's first float its last 128-bit load ends */
+    const long in_floats = (long)h * w * cin;
+    const int reach = (cin - 1) / 4 * 4 + 4;
+#endif
+    int oy;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (oy = 0; oy < ho; ++oy) {
+        int ox = 0;
+        if (out_bits != 0) {
+            memset(out_bits + (long)oy * wo * out_words, 0, (size_t)wo * (size_t)out_words * sizeof(uint32_t));
+        }
+#if defined(__aarch64__)
+        if (blocked > 0) {
+            const int act = prm->act;
+            const float *mult = prm->mult, *add = prm->add;
+            const int iy0 = oy * stride - pad;
+            const int ky0 = iy0 < 0 ? -iy0 : 0;
+            const int ky1 = iy0 + k > h ? h - iy0 : k;
+            for (; ox < ox_lo && ox < wo; ++ox) {
+                irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + ((long)oy * wo + ox) * out_words : 0,
+                                     out_f32 != 0 ? out_f32 + ((long)oy * wo + ox) * cout : 0, oy, ox, 0);
+            }
+            for (; ox + 4 <= ox_hi; ox += 4) {
+                /* the last pixel's last tap: its last 128-bit load must stay inside the input */
+                const long last = ((long)(iy0 + ky1 - 1) * w + (ox + 3) * stride - pad + k - 1) * cin;
+                int co, p, j;
+                if (last + reach > in_floats) {
+                    break;
+                }
+                for (co = 0; co < blocked; co += 16) {
+                    float32x4_t acc[16];
+                    irnet_conv_block4_any(in, prm->weight, w, cin, cout, k, stride, iy0, ky0, ky1, ox * stride - pad,
+                                          co, acc);
+                    for (p = 0; p < 4; ++p) {
+                        const long pixel = (long)oy * wo + ox + p;
+                        for (j = 0; j < 4; ++j) {
+                            const int c = co + 4 * j;
+                            const float32x4_t mv = vld1q_f32(mult + c), av = vld1q_f32(add + c);
+                            if (out_bits != 0) {
+                                out_bits[pixel * out_words + c / 32] |= irnet_f32_sign4(acc[4 * p + j], mv, av)
+                                                                        << (c & 31);
+                            } else {
+                                vst1q_f32(out_f32 + pixel * cout + c, irnet_f32_finish4(acc[4 * p + j], mv, av, act));
+                            }
+                        }
+                    }
+                }
+                if (blocked < cout) {
+                    for (p = 0; p < 4; ++p) {
+                        const long pixel = (long)oy * wo + ox + p;
+                        irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
+                                             out_f32 != 0 ? out_f32 + pixel * cout : 0, oy, ox + p, blocked);
+                    }
+                }
+            }
+        }
+#endif
+        for (; ox < wo; ++ox) {
+            irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + ((long)oy * wo + ox) * out_words : 0,
+                                 out_f32 != 0 ? out_f32 + ((long)oy * wo + ox) * cout : 0, oy, ox, 0);
+        }
+    }
+}
+
+#if defined(__aarch64__)
+#define IRNET_FLIP(v, s) vreinterpretq_f32_u32(veorq_u32(vreinterpretq_u32_f32(v), s))
+#define IRNET_KEEP_GREATER(best, v) best = vbslq_f32(vcgtq_f32(v, best), v, best)
+
+/* The pool of channels c..c + 15 over the window rows y0..y1 - 1, columns x0..x1 - 1 (inside the map). flip
+ * (a constant after inlining) applies the sign masks s0..s3 of the min channels on load and on store. */
+static inline __attribute__((always_inline)) void irnet_pool16(const float *in, float *dst, int w, int channels,
+    int y0, int y1, int x0, int x1, int flip, uint32x4_t s0, uint32x4_t s1, uint32x4_t s2, uint32x4_t s3)
+{
+    float32x4x4_t best = vld1q_f32_x4(in + ((long)y0 * w + x0) * channels);
+    int iy, ix;
+    if (flip) {
+        best.val[0] = IRNET_FLIP(best.val[0], s0);
+        best.val[1] = IRNET_FLIP(best.val[1], s1);
+        best.val[2] = IRNET_FLIP(best.val[2], s2);
+        best.val[3] = IRNET_FLIP(best.val[3], s3);
+    }
+    for (iy = y0; iy < y1; ++iy) {
+        const int first = iy == y0 ? x0 + 1 : x0;
+        const float *src = in + ((long)iy * w + first) * channels;
+        for (ix = first; ix < x1; ++ix, src += channels) {
+            float32x4x4_t v = vld1q_f32_x4(src);
+            if (flip) {
+                v.val[0] = IRNET_FLIP(v.val[0], s0);
+                v.val[1] = IRNET_FLIP(v.val[1], s1);
+                v.val[2] = IRNET_FLIP(v.val[2], s2);
+                v.val[3] = IRNET_FLIP(v.val[3], s3);
+            }
+            IRNET_KEEP_GREATER(best.val[0], v.val[0]);
+            IRNET_KEEP_GREATER(best.val[1], v.val[1]);
+            IRNET_KEEP_GREATER(best.val[2], v.val[2]);
+            IRNET_KEEP_GREATER(best.val[3], v.val[3]);
+        }
+    }
+    if (flip) {
+        best.val[0] = IRNET_FLIP(best.val[0], s0);
+        best.val[1] = IRNET_FLIP(best.val[1], s1);
+        best.val[2] = IRNET_FLIP(best.val[2], s2);
+        best.val[3] = IRNET_FLIP(best.val[3], s3);
+    }
+    vst1q_f32_x4(dst, best);
+}
+
+/* the same for channels c..c + 3 */
+static inline void irnet_pool4(const float *in, float *dst, int w, int channels, int y0, int y1, int x0, int x1,
+    uint32x4_t s)
+{
+    float32x4_t best = IRNET_FLIP(vld1q_f32(in + ((long)y0 * w + x0) * channels), s);
+    int iy, ix;
+    for (iy = y0; iy < y1; ++iy) {
+        const int first = iy == y0 ? x0 + 1 : x0;
+        const float *src = in + ((long)iy * w + first) * channels;
+        for (ix = first; ix < x1; ++ix, src += channels) {
+            const float32x4_t v = IRNET_FLIP(vld1q_f32(src), s);
+            IRNET_KEEP_GREATER(best, v);
+        }
+    }
+    vst1q_f32(dst, IRNET_FLIP(best, s));
+}
+
+/* the sign bit in the lanes of min channels */
+static inline uint32x4_t irnet_min_signs(const uint8_t *min_mask, int c)
+{
+    const uint32_t s[4] = {min_mask[c] ? 0x80000000u : 0u, min_mask[c + 1] ? 0x80000000u : 0u,
+                           min_mask[c + 2] ? 0x80000000u : 0u, min_mask[c + 3] ? 0x80000000u : 0u};
+    return vld1q_u32(s);
+}
+#endif
+
+void irnet_maxpool2d_f32_neon(const irnet_maxpool2d_f32_params *prm, const float *in, float *out)
+{
+#if defined(__aarch64__)
+    const int h = prm->h, w = prm->w, channels = prm->channels, k = prm->k, stride = prm->stride, pad = prm->pad;
+    const int ho = prm->ho, wo = prm->wo;
+    const uint8_t *min_mask = prm->min_mask;
+    int oy;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (oy = 0; oy < ho; ++oy) {
+        const int top = oy * stride - pad;
+        const int y0 = top < 0 ? 0 : top, y1 = top + k > h ? h : top + k;
+        float *row = out + (long)oy * wo * channels;
+        int ox, c = 0, iy, ix;
+        for (; c + 16 <= channels; c += 16) {
+            const uint32x4_t s0 = irnet_min_signs(min_mask, c), s1 = irnet_min_signs(min_mask, c + 4);
+            const uint32x4_t s2 = irnet_min_signs(min_mask, c + 8), s3 = irnet_min_signs(min_mask, c + 12);
+            const int flip = vmaxvq_u32(vorrq_u32(vorrq_u32(s0, s1), vorrq_u32(s2, s3))) != 0;
+            for (ox = 0; ox < wo; ++ox) {
+                const int left = ox * stride - pad;
+                const int x0 = left < 0 ? 0 : left, x1 = left + k > w ? w : left + k;
+                if (flip) {
+                    irnet_pool16(in + c, row + (long)ox * channels + c, w, channels, y0, y1, x0, x1, 1, s0, s1, s2,
+                                 s3);
+                } else {
+                    irnet_pool16(in + c, row + (long)ox * channels + c, w, channels, y0, y1, x0, x1, 0, s0, s1, s2,
+                                 s3);
+                }
+            }
+        }
+        for (; c + 4 <= channels; c += 4) {
+            const uint32x4_t s = irnet_min_signs(min_mask, c);
+            for (ox = 0; ox < wo; ++ox) {
+                const int left = ox * stride - pad;
+                const int x0 = left < 0 ? 0 : left, x1 = left + k > w ? w : left + k;
+                irnet_pool4(in + c, row + (long)ox * channels + c, w, channels, y0, y1, x0, x1, s);
+            }
+        }
+        for (; c < channels; ++c) {
+            const int min = min_mask[c] != 0;
+            for (ox = 0; ox < wo; ++ox) {
+                const int left = ox * stride - pad;
+                const int x0 = left < 0 ? 0 : left, x1 = left + k > w ? w : left + k;
+                float best = in[((long)y0 * w + x0) * channels + c];
+                for (iy = y0; iy < y1; ++iy) {
+                    for (ix = x0; ix < x1; ++ix) {
+                        const float v = in[((long)iy * w + ix) * channels + c];
+                        if (min ? v < best : v > best) {
+                            best = v;
+                        }
+                    }
+                }
+                row[(long)ox * channels + c] = best;
+            }
+        }
+    }
+#else
+    irnet_maxpool2d_f32(prm, in, out); /* armv7 NEON float compares flush subnormals to zero */
+#endif
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+#else
+typedef int irnet_conv_f32_neon_unused; /* ISO C wants at least one declaration */
+#endif
