@@ -88,6 +88,9 @@ def main():
               help="Random seed: the same seed gives the same weights on the CPU.")
 @click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only (quick checks).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: CUDA when available.")
+@click.option("--compile/--no-compile", "compile", default=None,
+              help="Compiled training step (torch.compile; on CUDA also channels-last and CUDA graphs), same "
+                   "mathematics. Default: on for CUDA, off for the CPU (where eager is bit-reproducible).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: runs/ARCH-DATASET].")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")

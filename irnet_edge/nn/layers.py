@@ -3,16 +3,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .binarize import ede_sign, libra_pb
+from .binarize import ede_sign, ede_sign_traceable, ede_tensor, libra_pb
 
 PADDING_VALUES = ("zero", "one")
 
 
 class EDEState:
-    """k and t of the Error Decay Estimator; every binary layer reads them in forward and backward."""
+    """k and t of the Error Decay Estimator; every binary layer reads them in forward and backward.
+
+    After use_traceable_ede(model) the layers also hold a buffer `ede_kt` (k * t, t), shared by all of them and
+    updated in place by set_ede, and binarize through ede_sign_traceable: the compiled training path's EDE.
+    """
 
     k: float = 1.0
     t: float = 1.0
+
+    def _ede_sign(self, x: torch.Tensor) -> torch.Tensor:
+        kt = getattr(self, "ede_kt", None)
+        return ede_sign(x, self.k, self.t) if kt is None else ede_sign_traceable(x, kt)
+
+    def _binary_weight(self) -> torch.Tensor:
+        return libra_pb(self.weight, self.k, self.t, getattr(self, "ede_kt", None))
 
 
 def _check_filter_size(weights_per_filter: int) -> None:
@@ -41,9 +52,9 @@ class IRConv2d(nn.Conv2d, EDEState):
         self.padding_value = padding_value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = libra_pb(self.weight, self.k, self.t)
+        weight = self._binary_weight()
         if self.binary_act:
-            x = ede_sign(x, self.k, self.t)
+            x = self._ede_sign(x)
         padding = self.padding
         if self.padding_value == "one" and any(padding):
             ph, pw = padding
@@ -62,8 +73,8 @@ class IRLinear(nn.Linear, EDEState):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.binary_act:
-            x = ede_sign(x, self.k, self.t)
-        return F.linear(x, libra_pb(self.weight, self.k, self.t), self.bias)
+            x = self._ede_sign(x)
+        return F.linear(x, self._binary_weight(), self.bias)
 
 
 class InputNorm(nn.Module):
@@ -108,5 +119,22 @@ def binary_layers(model: nn.Module) -> list[EDEState]:
 
 
 def set_ede(model: nn.Module, k: float, t: float) -> None:
+    shared = set()
     for layer in binary_layers(model):
         layer.k, layer.t = float(k), float(t)
+        kt = getattr(layer, "ede_kt", None)
+        if kt is not None and id(kt) not in shared:
+            shared.add(id(kt))
+            kt.copy_(ede_tensor(k, t))
+
+
+def use_traceable_ede(model: nn.Module) -> None:
+    """Give every binary layer one shared, non-persistent buffer `ede_kt` on the model's device (call after
+    .to(device)): the layers then binarize with ede_sign_traceable, whose k and t change without recompiling."""
+    layers = binary_layers(model)
+    if not layers:
+        return
+    device = next(model.parameters()).device
+    kt = ede_tensor(layers[0].k, layers[0].t, device)
+    for layer in layers:
+        layer.register_buffer("ede_kt", kt, persistent=False)

@@ -22,7 +22,7 @@ from ..data import get_dataset_info, load_split
 from ..data.catalog import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import IrnetEdgeError
 from ..nn.checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
-from ..nn.layers import set_ede
+from ..nn.layers import set_ede, use_traceable_ede
 from ..nn.spec import build_model
 from ..nn.zoo import check_input, zoo_spec
 from .augment import random_crop_flip
@@ -50,7 +50,12 @@ class TrainConfig:
     seed: int = 0
     train_limit: int | None = None  # train on the first N samples only (quick checks)
     spec: dict | None = None  # a custom model; arch then only names it
+    # the compiled training step (torch.compile; on CUDA also channels-last and CUDA graphs): None = on for CUDA,
+    # off for the CPU. How the run is executed, not what it computes: a resumed run may change it.
+    compile: bool | None = None
 
+
+EXECUTION_FIELDS = {"epochs", "compile"}  # may differ when a run is resumed
 
 @dataclass
 class _Dist:
@@ -155,14 +160,66 @@ def _check_out_dir(out: Path, resume: bool, force: bool) -> Checkpoint | None:
 
 def _resumed_config(saved: Checkpoint, requested: TrainConfig, explicit: set[str]) -> TrainConfig:
     config = TrainConfig(**{f.name: saved.config["train_config"].get(f.name) for f in fields(TrainConfig)})
-    clashes = [f"--{n.replace('_', '-')}" for n in sorted(explicit - {"epochs"})
+    clashes = [f"--{n.replace('_', '-')}" for n in sorted(explicit - EXECUTION_FIELDS)
                if getattr(requested, n) != getattr(config, n)]
     if clashes:
         raise IrnetEdgeError(f"--resume continues the saved run; {', '.join(clashes)} differ from it "
                              "(only --epochs may change, to extend a finished run)")
     if "epochs" in explicit:
         config.epochs = requested.epochs
+    config.compile = requested.compile
     return config
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How the training step runs. Eager (the CPU default) is today's loop, bit for bit. Compiled: one
+    torch.compile'd function (input scaling, the model with ede_sign_traceable, cross-entropy; AOTAutograd
+    compiles its backward), and on CUDA channels-last activations and weights and CUDA graphs
+    (mode="reduce-overhead", single process only). No mixed precision: see README, Training."""
+
+    compiled: bool = False
+    channels_last: bool = False
+    cuda_graphs: bool = False
+
+    @property
+    def mode(self) -> str | None:
+        return "reduce-overhead" if self.cuda_graphs else None
+
+    def describe(self) -> str:
+        if not self.compiled:
+            return "eager"
+        extras = [name for name, on in (("channels-last", self.channels_last), ("CUDA graphs", self.cuda_graphs))
+                  if on]
+        return "compiled" + (f" ({', '.join(extras)})" if extras else "")
+
+
+def step_plan(compile: bool | None, device: torch.device, world: int = 1) -> StepPlan:
+    """compile None: on for CUDA, off for the CPU (where eager is bit-reproducible and compiling costs more
+    than it saves on small models). torchrun (world > 1) runs eager: DDP under torch.compile is not tested here."""
+    cuda = device.type == "cuda"
+    if compile is None:
+        compile = cuda and world == 1
+    if compile and world > 1:
+        raise IrnetEdgeError("--compile applies to single-process runs; under torchrun pass --no-compile (or leave "
+                             "it out)")
+    if not compile:
+        return StepPlan()
+    return StepPlan(compiled=True, channels_last=cuda, cuda_graphs=cuda)
+
+
+def make_step(net: nn.Module, plan: StepPlan) -> Callable[[torch.Tensor, torch.Tensor], tuple]:
+    """(uint8 images, labels) -> (mean cross-entropy, logits): the forward half of one training step."""
+    def forward_loss(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_input(images)
+        if plan.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = net(x)
+        return F.cross_entropy(logits, labels), logits
+
+    if not plan.compiled:
+        return forward_loss
+    return torch.compile(forward_loss, mode=plan.mode, fullgraph=True, dynamic=False)
 
 
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force: bool = False,
@@ -198,13 +255,18 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
     if config.train_limit:
         train_set.images, train_set.labels = (train_set.images[:config.train_limit],
                                               train_set.labels[:config.train_limit])
+    # decoded once, kept on the device as uint8 (augmentation runs there too)
     train_images, train_labels = train_set.images.to(env.device), train_set.labels.to(env.device)
+    test_images, test_labels = test_set.images.to(env.device), test_set.labels.to(env.device)
+    plan = step_plan(config.compile, env.device, env.world)
 
     spec = model_spec(config, recipe.normalization)
     torch.manual_seed(config.seed)
     model = build_model(spec)
     init_weights(model)
     model.to(env.device)
+    if plan.channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     # closed-form cosine (CosineAnnealingLR's values) so that extending a finished run stays well defined
@@ -225,7 +287,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
         if start_epoch >= recipe.epochs:
             log(f"{out} is already trained for {start_epoch} epochs; pass a larger --epochs to extend it")
             return saved.metrics
+    if plan.compiled:
+        use_traceable_ede(model)
     net = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
+    forward_loss = make_step(net, plan)
 
     per_rank_batch = recipe.batch_size // env.world
     batches = train_labels.shape[0] // env.world // per_rank_batch
@@ -241,7 +306,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
     if env.main:
         log(f"training {spec['name']} on {info.name} ({train_labels.shape[0]} train / {len(test_set)} test) "
             f"on {env.device} x{env.world}: {recipe.epochs} epochs, lr {recipe.lr}, batch {recipe.batch_size}, "
-            f"EDE t {recipe.t_min}->{recipe.t_max} per {recipe.ede_per}")
+            f"EDE t {recipe.t_min}->{recipe.t_max} per {recipe.ede_per}, {plan.describe()} step")
     last_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, last_epoch):
         started = time.time()
@@ -263,10 +328,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
                 k, t = schedule.at(epoch * batches + i, total_iters)
                 set_ede(model, k, t)
             idx = mine[i * per_rank_batch:(i + 1) * per_rank_batch]
-            x = to_input(random_crop_flip(train_images[idx], info.crop_padding, info.flip, augment_rng))
+            images = random_crop_flip(train_images[idx], info.crop_padding, info.flip, augment_rng)
             y = train_labels[idx]
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
+            if plan.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            loss, logits = forward_loss(images, y)
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), i, bad_step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -296,7 +362,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
         name = _non_finite(model)
         problem = None if name is None else f"its weights became non-finite ({name})"
         if env.main and problem is None:
-            test_acc, test_loss = evaluate(model, test_set.images, test_set.labels, device=env.device)
+            test_acc, test_loss = evaluate(model, test_images, test_labels, device=env.device)
             if not (math.isfinite(test_loss) and math.isfinite(loss_sum.item())):
                 problem = f"its test loss became {test_loss:.3g} (train loss {loss_sum.item() / seen:.3g})"
         if _agree(problem is not None, env):
@@ -307,8 +373,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, force:
                             "train_accuracy": correct.item() / seen, "test_loss": test_loss,
                             "test_accuracy": test_acc, "lr": lr, "k": k, "t": t,
                             "seconds": time.time() - started})
-            metrics = _metrics(history, spec, config, recipe, env, len(train_labels), len(test_set))
-            ckpt = Checkpoint(spec=spec, state_dict={n: v.detach().cpu() for n, v in model.state_dict().items()},
+            metrics = _metrics(history, spec, config, recipe, env, len(train_labels), len(test_set), plan)
+            ckpt = Checkpoint(spec=spec, state_dict={n: v.detach().cpu().contiguous()  # channels-last -> NCHW
+                                                     for n, v in model.state_dict().items()},
                               ede=schedule.state(k, t),
                               config={"train_config": train_config, "recipe": asdict(recipe),
                                       "arch": spec["name"], "dataset": info.name},
@@ -366,13 +433,14 @@ def _diverged(out: Path, epoch: int, epochs: int, what: str, lr: float, env: _Di
                           f"{kept}. Lower the learning rate, e.g. --lr {lr / 10:g}")
 
 
-def _metrics(history, spec, config, recipe, env, n_train, n_test) -> dict:
+def _metrics(history, spec, config, recipe, env, n_train, n_test, plan) -> dict:
     best = max(history, key=lambda h: h["test_accuracy"])
     return {"arch": spec["name"], "dataset": config.dataset, "epochs": len(history),
             "test_accuracy": history[-1]["test_accuracy"], "best_test_accuracy": best["test_accuracy"],
             "best_epoch": best["epoch"], "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
             "device": str(env.device), "world_size": env.world, "seed": config.seed, "train_samples": n_train,
             "test_samples": n_test, "recipe": asdict(recipe), "package_version": __version__,
+            "step": plan.describe(),
             "history": history}
 
 
