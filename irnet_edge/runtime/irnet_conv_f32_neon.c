@@ -10,10 +10,11 @@
  *    element (FMUL by element) takes the pixel's input straight from its lane: no broadcast. The pixels of a
  *    block have the same present taps (blocks lie where every column tap is inside the map; the rows' taps are
  *    common to a row of outputs), so each lane still sums its own output's terms in the oracle's order.
- *    A block whose last 128-bit load would pass the end of the input map (the last pixels with Cin % 4 != 0)
- *    goes through the per-pixel path.
- *  - aarch64, other outputs: per pixel, 16 channels in 4 vectors, the input broadcast per channel; the last
- *    1-3 channels through the scalar loop.
+ *    The border pixels (some column taps outside the map) take the same path one pixel at a time. A pixel
+ *    or block whose last 128-bit load would pass the end of the input map (the last pixels where Cin % 4 != 0)
+ *    goes through the per-pixel path below. mult and add are loaded once per block, the activation chosen once.
+ *  - aarch64, other layers and the last cout % 16 channels: per pixel, 16 channels in 4 vectors, the input
+ *    broadcast per channel; the last 1-3 channels through the scalar loop.
  *  - armv7 NEON float flushes subnormals to zero, so armv7 runs the per-pixel scalar loop in VFP code.
  *  - Built with -fopenmp, output rows are shared among threads; every output is computed by one thread exactly
  *    as without threads.
@@ -114,6 +115,18 @@ static inline uint32_t irnet_f32_sign4(float32x4_t acc, float32x4_t m, float32x4
         IRNET_MAC_LANE(a33, wv.val[3], v3, L); \
     } while (0)
 
+/* the same for one pixel (input vector v0) */
+#define IRNET_PIXEL_STEP(L) do { \
+        float32x4x4_t wv; \
+        IRNET_AFTER(wc, a03); \
+        wv = vld1q_f32_x4(wc); \
+        wc += cout; \
+        IRNET_MAC_LANE(a00, wv.val[0], v0, L); \
+        IRNET_MAC_LANE(a01, wv.val[1], v0, L); \
+        IRNET_MAC_LANE(a02, wv.val[2], v0, L); \
+        IRNET_MAC_LANE(a03, wv.val[3], v0, L); \
+    } while (0)
+
 /* The sums of 4 output pixels (columns ix0, ix0 + stride, ...: every column tap inside the map) x 16 channels
  * co..co + 15 over the rows ky0..ky1 - 1, into acc[4 * p + j] (pixel p, channels co + 4j..). Inlined with a
  * constant cin, so the loop over groups of 4 input channels and the lanes unroll. */
@@ -151,6 +164,51 @@ static inline __attribute__((always_inline)) void irnet_conv_block4(const float 
     acc[0] = a00, acc[1] = a01, acc[2] = a02, acc[3] = a03, acc[4] = a10, acc[5] = a11, acc[6] = a12;
     acc[7] = a13, acc[8] = a20, acc[9] = a21, acc[10] = a22, acc[11] = a23, acc[12] = a30, acc[13] = a31;
     acc[14] = a32, acc[15] = a33;
+}
+
+/* The sums of one output pixel (its column taps kx0..kx1 - 1 inside the map) x 16 channels co..co + 15 over the
+ * rows ky0..ky1 - 1, into acc[j] (channels co + 4j..): the border pixels of the few-channel layers */
+static inline __attribute__((always_inline)) void irnet_conv_block1(const float *in, const float *weight, int w,
+    int cin, int cout, int k, int iy0, int ky0, int ky1, int ix0, int kx0, int kx1, int co, float32x4_t acc[4])
+{
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    float32x4_t a00 = zero, a01 = zero, a02 = zero, a03 = zero;
+    int ky, kx, c0;
+    for (ky = ky0; ky < ky1; ++ky) {
+        const float *x0 = in + ((long)(iy0 + ky) * w + ix0 + kx0) * cin;
+        const float *wc0 = weight + (long)(ky * k + kx0) * cin * cout + co;
+        for (kx = kx0; kx < kx1; ++kx) {
+            for (c0 = 0; c0 < cin; c0 += 4) {
+                const float *wc = wc0 + (long)c0 * cout;
+                const float32x4_t v0 = vld1q_f32(x0 + c0);
+                IRNET_PIXEL_STEP(0);
+                if (cin - c0 > 1) {
+                    IRNET_PIXEL_STEP(1);
+                }
+                if (cin - c0 > 2) {
+                    IRNET_PIXEL_STEP(2);
+                }
+                if (cin - c0 > 3) {
+                    IRNET_PIXEL_STEP(3);
+                }
+            }
+            x0 += cin;
+            wc0 += (long)cin * cout;
+        }
+    }
+    acc[0] = a00, acc[1] = a01, acc[2] = a02, acc[3] = a03;
+}
+
+static void irnet_conv_block1_any(const float *in, const float *weight, int w, int cin, int cout, int k, int iy0,
+    int ky0, int ky1, int ix0, int kx0, int kx1, int co, float32x4_t acc[4])
+{
+    switch (cin) {
+    case 1: irnet_conv_block1(in, weight, w, 1, cout, k, iy0, ky0, ky1, ix0, kx0, kx1, co, acc); break;
+    case 2: irnet_conv_block1(in, weight, w, 2, cout, k, iy0, ky0, ky1, ix0, kx0, kx1, co, acc); break;
+    case 3: irnet_conv_block1(in, weight, w, 3, cout, k, iy0, ky0, ky1, ix0, kx0, kx1, co, acc); break;
+    case 4: irnet_conv_block1(in, weight, w, 4, cout, k, iy0, ky0, ky1, ix0, kx0, kx1, co, acc); break;
+    default: irnet_conv_block1(in, weight, w, cin, cout, k, iy0, ky0, ky1, ix0, kx0, kx1, co, acc); break;
+    }
 }
 
 static void irnet_conv_block4_any(const float *in, const float *weight, int w, int cin, int cout, int k,
@@ -244,6 +302,79 @@ static void irnet_conv_f32_pixel(const irnet_conv_f32_params *prm, const float *
     }
 }
 
+#if defined(__aarch64__)
+/* Output transform of 16 channels co.. of np output pixels pixel0.. from their sums acc[4 * p + j]; mult and add
+ * loaded once. Called with a constant act (with act known only at run time, each vector would branch on it). */
+static inline __attribute__((always_inline)) void irnet_conv_f32_store(const irnet_conv_f32_params *prm,
+    const float32x4_t *acc, int np, long pixel0, int co, uint32_t *out_bits, float *out_f32, int act)
+{
+    const int out_words = (prm->cout + 31) / 32;
+    const float32x4_t m0 = vld1q_f32(prm->mult + co), m1 = vld1q_f32(prm->mult + co + 4);
+    const float32x4_t m2 = vld1q_f32(prm->mult + co + 8), m3 = vld1q_f32(prm->mult + co + 12);
+    const float32x4_t a0 = vld1q_f32(prm->add + co), a1 = vld1q_f32(prm->add + co + 4);
+    const float32x4_t a2 = vld1q_f32(prm->add + co + 8), a3 = vld1q_f32(prm->add + co + 12);
+    int p;
+    for (p = 0; p < np; ++p) {
+        const float32x4_t *y = acc + 4 * p;
+        if (out_bits != 0) { /* bits 0-15 of the channels' word: co is a multiple of 16 */
+            const uint32_t b = irnet_f32_sign4(y[0], m0, a0) | irnet_f32_sign4(y[1], m1, a1) << 4 |
+                               irnet_f32_sign4(y[2], m2, a2) << 8 | irnet_f32_sign4(y[3], m3, a3) << 12;
+            out_bits[(pixel0 + p) * out_words + co / 32] |= b << (co & 31);
+        } else {
+            float *o = out_f32 + (pixel0 + p) * prm->cout + co;
+            vst1q_f32(o, irnet_f32_finish4(y[0], m0, a0, act));
+            vst1q_f32(o + 4, irnet_f32_finish4(y[1], m1, a1, act));
+            vst1q_f32(o + 8, irnet_f32_finish4(y[2], m2, a2, act));
+            vst1q_f32(o + 12, irnet_f32_finish4(y[3], m3, a3, act));
+        }
+    }
+}
+
+static void irnet_conv_f32_store_any(const irnet_conv_f32_params *prm, const float32x4_t *acc, int np, long pixel0,
+    int co, uint32_t *out_bits, float *out_f32)
+{
+    if (out_bits != 0 || prm->act == IRNET_ACT_NONE) {
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_NONE);
+    } else if (prm->act == IRNET_ACT_HARDTANH) {
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_HARDTANH);
+    } else if (prm->act == IRNET_ACT_RELU) {
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_RELU);
+    } else {
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, prm->act);
+    }
+}
+#endif
+
+/* Output pixel (oy, ox), all channels, one pixel at a time: few input channels (blocked > 0) on aarch64 by
+ * multiply by element, 16 channels at a time, where its last 128-bit load stays inside the input */
+static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32,
+    int oy, int ox, int blocked)
+{
+    const int out_words = (prm->cout + 31) / 32;
+    const long pixel = (long)oy * prm->wo + ox;
+    int co = 0;
+#if defined(__aarch64__)
+    const int h = prm->h, w = prm->w, cin = prm->cin, k = prm->k, stride = prm->stride, pad = prm->pad;
+    const int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
+    const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = iy0 + k > h ? h - iy0 : k;
+    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > w ? w - ix0 : k;
+    const long last = ((long)(iy0 + ky1 - 1) * w + ix0 + kx1 - 1) * cin; /* its last tap */
+    if (blocked > 0 && last + (cin - 1) / 4 * 4 + 4 <= (long)h * w * cin) {
+        for (; co < blocked; co += 16) {
+            float32x4_t acc[4];
+            irnet_conv_block1_any(in, prm->weight, w, cin, prm->cout, k, iy0, ky0, ky1, ix0, kx0, kx1, co, acc);
+            irnet_conv_f32_store_any(prm, acc, 1, pixel, co, out_bits, out_f32);
+        }
+    }
+#else
+    (void)blocked;
+#endif
+    if (co < prm->cout) {
+        irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
+                             out_f32 != 0 ? out_f32 + pixel * prm->cout : 0, oy, ox, co);
+    }
+}
+
 void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
     const int cout = prm->cout, ho = prm->ho, wo = prm->wo;
@@ -257,6 +388,8 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
     /* the input's size in floats, and how far past a tap's first float its last 128-bit load ends */
     const long in_floats = (long)h * w * cin;
     const int reach = (cin - 1) / 4 * 4 + 4;
+#else
+    const int blocked = 0;
 #endif
     int oy;
 #if defined(_OPENMP)
@@ -269,19 +402,16 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
         }
 #if defined(__aarch64__)
         if (blocked > 0) {
-            const int act = prm->act;
-            const float *mult = prm->mult, *add = prm->add;
             const int iy0 = oy * stride - pad;
             const int ky0 = iy0 < 0 ? -iy0 : 0;
             const int ky1 = iy0 + k > h ? h - iy0 : k;
             for (; ox < ox_lo && ox < wo; ++ox) {
-                irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + ((long)oy * wo + ox) * out_words : 0,
-                                     out_f32 != 0 ? out_f32 + ((long)oy * wo + ox) * cout : 0, oy, ox, 0);
+                irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
             }
             for (; ox + 4 <= ox_hi; ox += 4) {
                 /* the last pixel's last tap: its last 128-bit load must stay inside the input */
                 const long last = ((long)(iy0 + ky1 - 1) * w + (ox + 3) * stride - pad + k - 1) * cin;
-                int co, p, j;
+                int co, p;
                 if (last + reach > in_floats) {
                     break;
                 }
@@ -289,19 +419,7 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
                     float32x4_t acc[16];
                     irnet_conv_block4_any(in, prm->weight, w, cin, cout, k, stride, iy0, ky0, ky1, ox * stride - pad,
                                           co, acc);
-                    for (p = 0; p < 4; ++p) {
-                        const long pixel = (long)oy * wo + ox + p;
-                        for (j = 0; j < 4; ++j) {
-                            const int c = co + 4 * j;
-                            const float32x4_t mv = vld1q_f32(mult + c), av = vld1q_f32(add + c);
-                            if (out_bits != 0) {
-                                out_bits[pixel * out_words + c / 32] |= irnet_f32_sign4(acc[4 * p + j], mv, av)
-                                                                        << (c & 31);
-                            } else {
-                                vst1q_f32(out_f32 + pixel * cout + c, irnet_f32_finish4(acc[4 * p + j], mv, av, act));
-                            }
-                        }
-                    }
+                    irnet_conv_f32_store_any(prm, acc, 4, (long)oy * wo + ox, co, out_bits, out_f32);
                 }
                 if (blocked < cout) {
                     for (p = 0; p < 4; ++p) {
@@ -314,8 +432,7 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
         }
 #endif
         for (; ox < wo; ++ox) {
-            irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + ((long)oy * wo + ox) * out_words : 0,
-                                 out_f32 != 0 ? out_f32 + ((long)oy * wo + ox) * cout : 0, oy, ox, 0);
+            irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
         }
     }
 }
