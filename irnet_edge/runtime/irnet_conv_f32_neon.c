@@ -85,16 +85,18 @@ static inline uint32_t irnet_f32_sign4(float32x4_t acc, float32x4_t m, float32x4
     return vaddvq_u32(vandq_u32(vcltq_f32(y, vdupq_n_f32(0.0f)), vld1q_u32(bit_values)));
 }
 
-/* The pointer p, as the compiler sees it, depends on v (no instruction): a load through p then waits for v's
- * computation. Without it GCC hoists the weight loads of every input channel of a tap above their arithmetic
- * and spills accumulators. */
-#define IRNET_AFTER(p, v) __asm__("" : "+r"(p) : "w"(v))
+/* The pointer p, as the compiler sees it, depends on the accumulators (no instruction): a load through p then
+ * waits for their computation. Without it GCC hoists the weight loads of every input channel of a tap above
+ * their arithmetic and spills accumulators (clang, too). */
+#define IRNET_AFTER_PIXEL(p) __asm__("" : "+r"(p) : "w"(a00), "w"(a01), "w"(a02), "w"(a03))
+#define IRNET_AFTER_BLOCK(p) __asm__("" : "+r"(p) : "w"(a00), "w"(a01), "w"(a02), "w"(a03), "w"(a10), "w"(a11), \
+        "w"(a12), "w"(a13), "w"(a20), "w"(a21), "w"(a22), "w"(a23), "w"(a30), "w"(a31), "w"(a32), "w"(a33))
 
 /* One input channel (lane L of the pixels' input vectors v0..v3) into the 4 pixels x 16 channels: its 16
  * weights are at wc, which then moves to the next input channel's */
 #define IRNET_BLOCK_STEP(L) do { \
         float32x4x4_t wv; \
-        IRNET_AFTER(wc, a33); \
+        IRNET_AFTER_BLOCK(wc); \
         wv = vld1q_f32_x4(wc); \
         wc += cout; \
         IRNET_MAC_LANE(a00, wv.val[0], v0, L); \
@@ -118,7 +120,7 @@ static inline uint32_t irnet_f32_sign4(float32x4_t acc, float32x4_t m, float32x4
 /* the same for one pixel (input vector v0) */
 #define IRNET_PIXEL_STEP(L) do { \
         float32x4x4_t wv; \
-        IRNET_AFTER(wc, a03); \
+        IRNET_AFTER_PIXEL(wc); \
         wv = vld1q_f32_x4(wc); \
         wc += cout; \
         IRNET_MAC_LANE(a00, wv.val[0], v0, L); \
