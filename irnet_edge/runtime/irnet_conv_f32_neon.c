@@ -227,7 +227,8 @@ static void irnet_conv_block4_any(const float *in, const float *weight, int w, i
 #endif
 
 /* Output pixel (oy, ox), channels co_first..cout - 1, one pixel at a time (its bits word(s) already cleared) */
-static void irnet_conv_f32_pixel(const irnet_conv_f32_params *prm, const float *in, uint32_t *bits, float *outs,
+static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irnet_conv_f32_params *prm,
+    const float *in, uint32_t *bits, float *outs,
     int oy, int ox, int co_first)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
@@ -347,6 +348,7 @@ static void irnet_conv_f32_store_any(const irnet_conv_f32_params *prm, const flo
 }
 #endif
 
+#if defined(__aarch64__)
 /* Output pixel (oy, ox), all channels, one pixel at a time: few input channels (blocked > 0) on aarch64 by
  * multiply by element, 16 channels at a time, where its last 128-bit load stays inside the input */
 static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32,
@@ -354,13 +356,12 @@ static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in
 {
     const int out_words = (prm->cout + 31) / 32;
     const long pixel = (long)oy * prm->wo + ox;
-    int co = 0;
-#if defined(__aarch64__)
     const int h = prm->h, w = prm->w, cin = prm->cin, k = prm->k, stride = prm->stride, pad = prm->pad;
     const int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
     const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = iy0 + k > h ? h - iy0 : k;
     const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > w ? w - ix0 : k;
     const long last = ((long)(iy0 + ky1 - 1) * w + ix0 + kx1 - 1) * cin; /* its last tap */
+    int co = 0;
     if (blocked > 0 && last + (cin - 1) / 4 * 4 + 4 <= (long)h * w * cin) {
         for (; co < blocked; co += 16) {
             float32x4_t acc[4];
@@ -368,73 +369,86 @@ static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in
             irnet_conv_f32_store_any(prm, acc, 1, pixel, co, out_bits, out_f32);
         }
     }
-#else
-    (void)blocked;
-#endif
     if (co < prm->cout) {
         irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
                              out_f32 != 0 ? out_f32 + pixel * prm->cout : 0, oy, ox, co);
     }
 }
+#endif
+
+#if defined(__aarch64__)
+/* Output row oy of a few-channel layer (its bits already cleared): blocks of 4 pixels where every column tap is
+ * inside the map, the other pixels one at a time; output channels blocked.. per pixel */
+static void irnet_conv_f32_row_few(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits,
+    float *out_f32, int oy, int blocked)
+{
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, wo = prm->wo, out_words = (cout + 31) / 32;
+    /* the columns ox_lo..ox_hi - 1 have every column tap inside the map */
+    const int ox_lo = pad <= 0 ? 0 : (pad + stride - 1) / stride;
+    const int ox_hi = w + pad - k < 0 ? 0 : (w + pad - k) / stride + 1 < wo ? (w + pad - k) / stride + 1 : wo;
+    /* the input's size in floats, and how far past a tap's first float its last 128-bit load ends */
+    const long in_floats = (long)h * w * cin;
+    const int reach = (cin - 1) / 4 * 4 + 4;
+    const int iy0 = oy * stride - pad;
+    const int ky0 = iy0 < 0 ? -iy0 : 0;
+    const int ky1 = iy0 + k > h ? h - iy0 : k;
+    int ox = 0;
+    for (; ox < ox_lo && ox < wo; ++ox) {
+        irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
+    }
+    for (; ox + 4 <= ox_hi; ox += 4) {
+        /* the last pixel's last tap: its last 128-bit load must stay inside the input */
+        const long last = ((long)(iy0 + ky1 - 1) * w + (ox + 3) * stride - pad + k - 1) * cin;
+        int co, p;
+        if (last + reach > in_floats) {
+            break;
+        }
+        for (co = 0; co < blocked; co += 16) {
+            float32x4_t acc[16];
+            irnet_conv_block4_any(in, prm->weight, w, cin, cout, k, stride, iy0, ky0, ky1, ox * stride - pad, co,
+                                  acc);
+            irnet_conv_f32_store_any(prm, acc, 4, (long)oy * wo + ox, co, out_bits, out_f32);
+        }
+        if (blocked < cout) {
+            for (p = 0; p < 4; ++p) {
+                const long pixel = (long)oy * wo + ox + p;
+                irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
+                                     out_f32 != 0 ? out_f32 + pixel * cout : 0, oy, ox + p, blocked);
+            }
+        }
+    }
+    for (; ox < wo; ++ox) {
+        irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
+    }
+}
+#endif
 
 void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
     const int cout = prm->cout, ho = prm->ho, wo = prm->wo;
     const int out_words = (cout + 31) / 32;
 #if defined(__aarch64__)
-    const int h = prm->h, w = prm->w, cin = prm->cin, k = prm->k, stride = prm->stride, pad = prm->pad;
-    /* the columns ox_lo..ox_hi - 1 have every column tap inside the map */
-    const int ox_lo = pad <= 0 ? 0 : (pad + stride - 1) / stride;
-    const int ox_hi = w + pad - k < 0 ? 0 : (w + pad - k) / stride + 1 < wo ? (w + pad - k) / stride + 1 : wo;
-    const int blocked = cin <= IRNET_FEW_CIN && cout >= 16 ? cout / 16 * 16 : 0;
-    /* the input's size in floats, and how far past a tap's first float its last 128-bit load ends */
-    const long in_floats = (long)h * w * cin;
-    const int reach = (cin - 1) / 4 * 4 + 4;
-#else
-    const int blocked = 0;
+    const int blocked = prm->cin <= IRNET_FEW_CIN && cout >= 16 ? cout / 16 * 16 : 0;
 #endif
     int oy;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
     for (oy = 0; oy < ho; ++oy) {
-        int ox = 0;
+        int ox;
         if (out_bits != 0) {
             memset(out_bits + (long)oy * wo * out_words, 0, (size_t)wo * (size_t)out_words * sizeof(uint32_t));
         }
 #if defined(__aarch64__)
         if (blocked > 0) {
-            const int iy0 = oy * stride - pad;
-            const int ky0 = iy0 < 0 ? -iy0 : 0;
-            const int ky1 = iy0 + k > h ? h - iy0 : k;
-            for (; ox < ox_lo && ox < wo; ++ox) {
-                irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
-            }
-            for (; ox + 4 <= ox_hi; ox += 4) {
-                /* the last pixel's last tap: its last 128-bit load must stay inside the input */
-                const long last = ((long)(iy0 + ky1 - 1) * w + (ox + 3) * stride - pad + k - 1) * cin;
-                int co, p;
-                if (last + reach > in_floats) {
-                    break;
-                }
-                for (co = 0; co < blocked; co += 16) {
-                    float32x4_t acc[16];
-                    irnet_conv_block4_any(in, prm->weight, w, cin, cout, k, stride, iy0, ky0, ky1, ox * stride - pad,
-                                          co, acc);
-                    irnet_conv_f32_store_any(prm, acc, 4, (long)oy * wo + ox, co, out_bits, out_f32);
-                }
-                if (blocked < cout) {
-                    for (p = 0; p < 4; ++p) {
-                        const long pixel = (long)oy * wo + ox + p;
-                        irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
-                                             out_f32 != 0 ? out_f32 + pixel * cout : 0, oy, ox + p, blocked);
-                    }
-                }
-            }
+            irnet_conv_f32_row_few(prm, in, out_bits, out_f32, oy, blocked);
+            continue;
         }
 #endif
-        for (; ox < wo; ++ox) {
-            irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
+        for (ox = 0; ox < wo; ++ox) { /* other layers: the per-pixel path, inlined */
+            irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + ((long)oy * wo + ox) * out_words : 0,
+                                 out_f32 != 0 ? out_f32 + ((long)oy * wo + ox) * cout : 0, oy, ox, 0);
         }
     }
 }
