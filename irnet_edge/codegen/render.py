@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import IrnetEdgeError
 from ..ir.graph import Graph, Op
 from ..resources import asset_dir
-from .planner import plan
+from .planner import op_scratch, plan, scratch_name
 from .targets import Target
 
 C_KEYWORDS = {
@@ -184,8 +184,9 @@ def _kernel_kind(op: Op) -> str:
     return op.kind
 
 
-def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict) -> dict:
-    """The op's parameter struct (C initializer) and its call, as text."""
+def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict, scratch: str = "") -> dict:
+    """The op's parameter struct (C initializer) and its call, as text; scratch: the pointer to the op's scratch in
+    the arena, where its kernel takes one (irnet_bconv_neon)."""
     src, out = graph.tensor(op.inputs[0]), graph.tensor(op.output)
     facts = {"h": src.height, "w": src.width, "cin": src.channels, "channels": src.channels,
              "pixels": src.height * src.width, "ho": out.height, "wo": out.width, "cout": out.channels,
@@ -208,6 +209,8 @@ def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: di
             else:
                 value = facts[field]
             values.append(f".{field.split(':')[-1]} = {value}")
+        if scratch:
+            values.append(f".scratch = {scratch}")
         params = {"struct": struct, "name": f"{prefix}_op{index}", "init": ", ".join(values)}
         args = {"normalize": [x, y_f32], "conv_f32": [x, y_bits, y_f32], "bconv": [x, y_bits, y_f32],
                 "maxpool_bits": [x, y_bits], "maxpool_f32": [x, y_f32], "maxpool2d_bits": [x, y_bits],
@@ -266,7 +269,9 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
     out_tensor = graph.tensor(graph.output)
     if out_tensor.kind != "f32":
         raise IrnetEdgeError("the model's output must be float logits")
-    placements, arena = plan(graph)
+    kernels = dict(target.kernels)
+    scratch = {i: op_scratch(graph, op, kernels.get(_kernel_kind(op), "")) for i, op in enumerate(graph.ops)}
+    placements, arena = plan(graph, scratch)
 
     def pointer(name: str, view: str) -> str:
         if name == graph.input:
@@ -300,7 +305,8 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
         "input": inp, "num_classes": graph.num_classes,
         "arena_bytes": arena, "arena_cells": max(arena // 4, 1), "const_bytes": const_bytes,
         "arrays": arrays,
-        "ops": [_op_code(graph, op, i, prefix, pointer, dict(target.kernels)) for i, op in enumerate(graph.ops)],
+        "ops": [_op_code(graph, op, i, prefix, pointer, kernels, pointer(scratch_name(i), "u") if scratch[i] else "")
+                for i, op in enumerate(graph.ops)],
         "selftest": {"input": format_array(selftest_input.reshape(-1)),
                      "logits": format_array(expected.astype(np.float32).view(np.uint32)),
                      "source": c_comment(selftest_source)},
@@ -322,6 +328,8 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
         "ops": [{"index": i, "kind": op.kind, "source": op.source,
                  "output": graph.tensor(op.output).describe(), "output_bytes": graph.tensor(op.output).nbytes,
                  "arena_offset": placements[op.output].offset if op.output in placements else None,
+                 "scratch_bytes": scratch[i],
+                 "scratch_offset": placements[scratch_name(i)].offset if scratch[i] else None,
                  "const_bytes": sum(int(a.nbytes) for a in op.consts.values())}
                 for i, op in enumerate(graph.ops)],
     }

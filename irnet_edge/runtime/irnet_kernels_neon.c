@@ -36,6 +36,11 @@
 #include <arm_neon.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(_OPENMP)
+/* of the OpenMP API (omp.h, which a cross toolchain's clang may lack) */
+int omp_get_max_threads(void);
+int omp_get_thread_num(void);
+#endif
 
 #define IRNET_PX 16
 #define IRNET_MAX_BITS 32766
@@ -310,9 +315,8 @@ static inline void irnet_rows(const uint32_t *weight, int n, int cout, int bits,
  * negative), as the activation stream pairs them; with half the last word is one such tap, see
  * irnet_block. */
 static void irnet_pack(const uint32_t *weight, int rn, int n, const int *taps, int half, int cout, int bits,
-    int g0, int g1, uint32_t *dst)
+    int g0, int g1, uint32_t *rows4, uint32_t *dst)
 {
-    uint32_t rows4[taps != 0 ? 4 * n : 1];
     int g, s, c;
     for (g = g0; g < g1; ++g) {
         const uint32_t *wr[4];
@@ -366,50 +370,138 @@ static void irnet_pack(const uint32_t *weight, int rn, int n, const int *taps, i
         } \
     } while (0)
 
-void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
+/* What irnet_bconv_neon derives from its parameters, and where the pieces of its scratch lie (byte offsets,
+ * each piece whole 16-byte units). The table of bounds per border class comes last (classes * ss * 2 bytes):
+ * the kernel knows the classes once it has counted them. */
+typedef struct {
+    int words, rn, paired, n, half, steps, pw, plane, groups, ss, chunk, pixels, blocks, zero_pad;
+    size_t padded, ranges, pixel_tables, stream, rows4, wpack, tap_pops, bias, bufs, bound;
+} irnet_bconv_plan;
+
+static size_t irnet_piece(size_t *at, size_t bytes)
 {
-    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
-    const int pad = prm->pad, pad_one = prm->pad_one, ho = prm->ho, wo = prm->wo, act = prm->act;
-    const uint32_t *weight = prm->weight;
-    const int32_t *threshold = prm->threshold;
-    const float *mult = prm->mult, *add = prm->add;
-    const int words = (cin + 31) / 32;
+    const size_t offset = *at;
+    *at += (bytes + 15) / 16 * 16;
+    return offset;
+}
+
+static irnet_bconv_plan irnet_bconv_plan_of(const irnet_bconv_params *prm, int bits)
+{
+    irnet_bconv_plan plan;
+    irnet_bconv_plan *const q = &plan;
+    const int k = prm->k, cin = prm->cin, cout = prm->cout, pad = prm->pad, ho = prm->ho, wo = prm->wo;
     const int out_words = (cout + 31) / 32;
-    const int rn = k * k * words;
+    const int last = cout - 32 * (out_words - 1);
+    size_t at = 0;
+    q->words = (cin + 31) / 32;
+    q->rn = k * k * q->words;
     /* Cin <= 16 leaves half of every word empty: the stream then pairs taps, two 16-bit taps per word, read
      * from images of vertically (V) and horizontally (H) paired pixels built next to the zero-bordered copy
      * (P): kernel rows 2i and 2i + 1 column by column from V, an odd last row two taps at a time from H and
      * its odd last tap from P. The empty upper halves are zero in both operands, so they XOR to zero. */
-    const int paired = cin <= 16 && k > 1;
-    const int n = paired ? k / 2 * k + k % 2 * (k + 1) / 2 : rn;
+    q->paired = cin <= 16 && k > 1;
+    q->n = q->paired ? k / 2 * k + k % 2 * (k + 1) / 2 : q->rn;
     /* With an odd k that leaves one tap alone in the last word (n is then odd: its quarter step). A 16-bit
      * lane takes the count of 16 bits outright, so that step holds pixel pairs: the word x of pixel 2j and
      * the word y of 2j + 1 as x | x << 16 twice then y | y << 16 twice, against channels 0 | 1 << 16 and
      * 2 | 3 << 16 twice: VCNT and one VPADAL put each pixel's channel into its own lane. */
-    const int half = paired && k % 2 == 1;
-    const int steps = n / 4 + (n & 2) / 2 + (n & 1);
-    const int pw = w + 2 * pad;
+    q->half = q->paired && k % 2 == 1;
+    q->steps = q->n / 4 + (q->n & 2) / 2 + (q->n & 1);
+    q->pw = prm->w + 2 * pad;
+    q->plane = (prm->h + 2 * pad) * q->pw * q->words;
+    q->groups = bits ? 8 * (out_words - 1) + (last < 29 ? (last + 3) / 4 : 8) : (cout + 3) / 4;
+    q->ss = (4 * q->groups + 7) / 8 * 8; /* the length of a row of tables, whole 8-lane vectors */
+    /* groups packed at a time, whole output words, about IRNET_PACK_BYTES */
+    q->chunk = IRNET_PACK_BYTES / (16 * q->n) / 8 * 8 > 8 ? IRNET_PACK_BYTES / (16 * q->n) / 8 * 8 : 8;
+    q->pixels = ho * wo;
+    q->blocks = (q->pixels + IRNET_PX - 1) / IRNET_PX;
+    q->zero_pad = pad > 0 && !prm->pad_one;
+    /* the zero-bordered copy P (and V, H) */
+    q->padded = irnet_piece(&at, pad > 0 || q->paired ? (size_t)(q->paired ? 3 : 1) * q->plane * 4 : 0);
+    /* rs[ho + 1], cs[wo + 1], ky0[ho], ky1[ho], kx0[wo], kx1[wo] */
+    q->ranges = irnet_piece(&at, (size_t)(3 * ho + 3 * wo + 2) * sizeof(int));
+    /* first, dest, klass: [blocks * IRNET_PX + 3] each */
+    q->pixel_tables = irnet_piece(&at, (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int));
+    /* off[4 * steps], woff[n], taps[2 * n], absent[k * k] */
+    q->stream = irnet_piece(&at, (size_t)(4 * q->steps + 3 * q->n + k * k) * sizeof(int));
+    /* irnet_pack's paired rows, [4 * n] */
+    q->rows4 = irnet_piece(&at, q->paired ? (size_t)4 * q->n * 4 : 0);
+    q->wpack = irnet_piece(&at, (size_t)4 * q->n * (q->chunk < q->groups ? q->chunk : q->groups) * 4);
+    q->tap_pops = irnet_piece(&at, q->zero_pad ? (size_t)k * k * q->ss * 2 : 0);
+    q->bias = irnet_piece(&at, (size_t)q->ss * 4);
+    /* one gather buffer [IRNET_PX * steps] of 16 bytes per thread */
+    q->bufs = irnet_piece(&at, (size_t)IRNET_BCONV_NEON_THREADS * IRNET_PX * q->steps * 16);
+    q->bound = at;
+    return plan;
+}
+
+/* the number of distinct ranges irnet_tap_ranges finds */
+static int irnet_count_ranges(int n_out, int size, int k, int stride, int pad)
+{
+    int o, n = 0, first = 0, end = 0;
+    for (o = 0; o < n_out; ++o) {
+        const int i0 = o * stride - pad;
+        const int t0 = i0 < 0 ? -i0 : 0;
+        const int t1 = i0 + k > size ? size - i0 : k;
+        if (n == 0 || first != t0 || end != t1) {
+            first = t0;
+            end = t1;
+            ++n;
+        }
+    }
+    return n;
+}
+
+size_t irnet_bconv_neon_scratch_bytes(const irnet_bconv_params *p)
+{
+    const irnet_bconv_plan q = irnet_bconv_plan_of(p, p->threshold != 0);
+    size_t classes = 1;
+    if (p->k * p->k * p->cin > IRNET_MAX_BITS) {
+        return 0;
+    }
+    if (q.zero_pad) {
+        classes = (size_t)irnet_count_ranges(p->ho, p->h, p->k, p->stride, p->pad) *
+            (size_t)irnet_count_ranges(p->wo, p->w, p->k, p->stride, p->pad);
+    }
+    /* 16 more for irnet_bconv_neon to align its pieces to 16 bytes wherever the scratch starts */
+    return q.bound + (classes * (size_t)q.ss * 2 + 15) / 16 * 16 + 16;
+}
+
+void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
+{
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const uint32_t *weight = prm->weight;
+    const int32_t *threshold = prm->threshold;
+    const float *mult = prm->mult, *add = prm->add;
+    const int out_words = (cout + 31) / 32;
     const int bits = out_bits != 0;
-    const int last = cout - 32 * (out_words - 1);
-    const int groups = bits ? 8 * (out_words - 1) + (last < 29 ? (last + 3) / 4 : 8) : (cout + 3) / 4;
+    const irnet_bconv_plan q = irnet_bconv_plan_of(prm, bits);
+    /* the scratch (irnet_bconv_neon_scratch_bytes) rounded up to 16 bytes, as the vectors kept there want */
+    char *const scratch = prm->scratch != 0 ? (char *)prm->scratch + (-(uintptr_t)prm->scratch & 15) : 0;
+    const int words = q.words, rn = q.rn, paired = q.paired, n = q.n, half = q.half, steps = q.steps;
+    const int pw = q.pw, plane = q.plane, groups = q.groups, ss = q.ss, chunk = q.chunk, pixels = q.pixels;
+    const int blocks = q.blocks, zero_pad = q.zero_pad;
     const int slots = 4 * groups;
-    const int ss = (slots + 7) / 8 * 8; /* the length of a row of tables, whole 8-lane vectors */
-    /* groups packed at a time, whole output words, about IRNET_PACK_BYTES of stack */
-    const int chunk = IRNET_PACK_BYTES / (16 * n) / 8 * 8 > 8 ? IRNET_PACK_BYTES / (16 * n) / 8 * 8 : 8;
-    const int pixels = ho * wo;
-    const int blocks = (pixels + IRNET_PX - 1) / IRNET_PX;
-    const int zero_pad = pad > 0 && !pad_one;
-    int rs[ho + 1], cs[wo + 1], ky0[ho], ky1[ho], kx0[wo], kx1[wo];
+    /* the scratch (irnet_bconv_neon_scratch_bytes): nothing of the layer's size is on the stack */
+    int *const rs = (int *)(scratch + q.ranges), *const cs = rs + ho + 1, *const ky0 = cs + wo + 1;
+    int *const ky1 = ky0 + ho, *const kx0 = ky1 + ho, *const kx1 = kx0 + wo;
     /* per pixel in block order: the byte offset of its first input word, its output (bits: the word index;
      * float: the byte offset, which a vector store adds as it is), its border class's bounds */
-    int first[blocks * IRNET_PX + 3], dest[blocks * IRNET_PX + 3], klass[blocks * IRNET_PX + 3];
-    int off[4 * steps], woff[n], taps[2 * n];
-    const int plane = (h + 2 * pad) * pw * words;
-    uint32_t padded[pad > 0 || paired ? (paired ? 3 : 1) * plane : 1];
-    uint32_t wpack[4 * n * (chunk < groups ? chunk : groups)];
+    int *const first = (int *)(scratch + q.pixel_tables), *const dest = first + blocks * IRNET_PX + 3;
+    int *const klass = dest + blocks * IRNET_PX + 3;
+    int *const off = (int *)(scratch + q.stream), *const woff = off + 4 * steps, *const taps = woff + n;
+    int *const absent = taps + 2 * n;
+    uint32_t *const padded = (uint32_t *)(scratch + q.padded);
+    uint32_t *const wpack = (uint32_t *)(scratch + q.wpack), *const rows4 = (uint32_t *)(scratch + q.rows4);
+    uint8x16_t *const bufs = (uint8x16_t *)(scratch + q.bufs);
+#if defined(_OPENMP)
+    const int threads = omp_get_max_threads() < IRNET_BCONV_NEON_THREADS ? omp_get_max_threads() :
+        IRNET_BCONV_NEON_THREADS;
+#endif
     const uint32_t *src = in;
     int nrc = 1, ncc = 1, b, i, g0;
-    if (k * k * cin > IRNET_MAX_BITS) {
+    if (k * k * cin > IRNET_MAX_BITS || scratch == 0) {
         irnet_bconv(prm, in, out_bits, out_f32);
         return;
     }
@@ -513,9 +605,8 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
         /* per border class and slot: output bits: the least popcount with dot < threshold; float output:
          * dot + 2 * popcount, that is the counted bits plus twice the absent taps' weight bits (at most
          * 2 * k * k * cin, within 16 bits) */
-        uint16_t bound[nrc * ncc * ss];
-        uint16_t tap_pops[zero_pad ? k * k * ss : 1];
-        int32_t bias[ss];
+        uint16_t *const bound = (uint16_t *)(scratch + q.bound), *const tap_pops = (uint16_t *)(scratch + q.tap_pops);
+        int32_t *const bias = (int32_t *)(scratch + q.bias);
         int g, t;
         if (zero_pad) {
             for (g = 0; g < ss / 4; ++g) {
@@ -541,7 +632,7 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
         for (i = 0; i < nrc * ncc; ++i) {
             const int rc = i / ncc, cc = i % ncc;
             const uint16x8_t counted = vdupq_n_u16((uint16_t)((ky1[rc] - ky0[rc]) * (kx1[cc] - kx0[cc]) * cin));
-            int absent[k * k], na = 0, a, s;
+            int na = 0, a, s;
             for (t = 0; t < k * k; ++t) {
                 const int ty = t / k, tx = t % k;
                 if (ty < ky0[rc] || ty >= ky1[rc] || tx < kx0[cc] || tx >= kx1[cc]) {
@@ -567,12 +658,17 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
         }
         for (g0 = 0; g0 < groups; g0 += chunk) {
             const int g1 = g0 + chunk < groups ? g0 + chunk : groups;
-            irnet_pack(weight, rn, n, paired ? taps : 0, half, cout, bits, g0, g1, wpack);
+            irnet_pack(weight, rn, n, paired ? taps : 0, half, cout, bits, g0, g1, rows4, wpack);
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
 #endif
             for (b = 0; b < blocks; ++b) {
-                uint8x16_t buf[IRNET_PX * steps];
+                /* this thread's gather buffer: at most IRNET_BCONV_NEON_THREADS threads, numbered from 0 */
+#if defined(_OPENMP)
+                uint8x16_t *const buf = bufs + (size_t)omp_get_thread_num() * IRNET_PX * steps;
+#else
+                uint8x16_t *const buf = bufs;
+#endif
                 const int pix0 = b * IRNET_PX;
                 const int np = pixels - pix0 < IRNET_PX ? pixels - pix0 : IRNET_PX;
                 const int *kp = klass + pix0, *dp = dest + pix0;
