@@ -44,6 +44,40 @@ def _check_prefix(prefix: str) -> str:
         raise IrnetEdgeError(str(exc).replace("--prefix", "prefix")) from None
 
 
+def _check_flag(value, what: str) -> bool:
+    """A boolean argument: True or False (numpy's too), not a string such as "none" that Python reads as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise IrnetEdgeError(f"{what} must be True or False, got {value!r:.40}")
+    return bool(value)
+
+
+def _check_path(value, what: str) -> Path:
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise IrnetEdgeError(f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}")
+    return Path(value)
+
+
+def _check_count(value, what: str, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (high and value > high):
+        limit = f"from 1 to {high:,}" if high else "of at least 1"
+        raise IrnetEdgeError(f"{what} must be an integer {limit}, got {value!r:.40}")
+    return int(value)
+
+
+def _check_dataset(dataset, input_shape: tuple[int, int, int], num_classes: int) -> str:
+    """A dataset name whose images have the model's input shape and whose classes the model's logits cover."""
+    from .data import get_dataset_info
+
+    if not isinstance(dataset, str):
+        raise IrnetEdgeError(f"dataset must be a dataset's name, got {type(dataset).__name__}")
+    info = get_dataset_info(dataset)
+    if (info.channels, info.size, info.size) != tuple(input_shape) or info.num_classes > num_classes:
+        raise IrnetEdgeError(f"{dataset} has {info.channels}x{info.size}x{info.size} images and {info.num_classes} "
+                             f"classes, the model takes {'x'.join(map(str, input_shape))} and gives {num_classes} "
+                             "logits")
+    return dataset
+
+
 def _check_input_shape(input_shape) -> tuple[int, int, int]:
     ok = (isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
           and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape))
@@ -59,6 +93,13 @@ def _checkpoint_of_module(module: nn.Module, input_shape: tuple[int, int, int], 
     from .nn import binary_layers, describe_module
     from .nn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
+    for key, value in module.state_dict().items():  # named as the user's module names them, before any renaming
+        if value.is_floating_point() and value.dtype != torch.float32:
+            raise IrnetEdgeError(f"the module's {key} is {value.dtype}; irnet-edge deploys float32: call "
+                                 "module.float() first")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise IrnetEdgeError(f"the module's {key} holds NaN or infinite values; re-train it or load finite "
+                                 "weights")
     spec, state = describe_module(module, input_shape, name)  # copies, keyed as the model the spec builds
     binary = list(binary_layers(module))
     ede = {"k": float(getattr(binary[0], "k", 1.0)), "t": float(getattr(binary[0], "t", 1.0))} if binary else \
@@ -66,10 +107,15 @@ def _checkpoint_of_module(module: nn.Module, input_shape: tuple[int, int, int], 
     with tempfile.TemporaryDirectory(prefix="irnet-edge-convert-") as tmp:
         path = Path(tmp) / "model.pt"
         save_checkpoint(Checkpoint(spec=spec, state_dict=state, ede=ede, config={"arch": name}), path)
-        return load_checkpoint(path)
+        try:
+            return load_checkpoint(path)
+        except IrnetEdgeError as exc:  # say "the module", not the temporary file's name
+            message = str(exc).replace(f"checkpoint {path}: ", "the module: ")
+            raise IrnetEdgeError(message.replace(str(path), "the module")) from None
 
 
-def convert(checkpoint_or_module, *, input_shape=None, name: str | None = None) -> "CompiledModel":
+def convert(checkpoint_or_module, *, input_shape=None, name: str | None = None,
+            dataset: str | None = None) -> "CompiledModel":
     """Export a trained model to its deployment graph, ready to summarise, save as C, run, verify and bench.
 
     checkpoint_or_module: a checkpoint path (``str`` or ``Path``, as written by ``irnet-edge train``), a
@@ -81,6 +127,9 @@ def convert(checkpoint_or_module, *, input_shape=None, name: str | None = None) 
         must match the checkpoint's).
     name: the model's name (default: the checkpoint's, or ``"custom"`` for a module); the default C prefix is
         derived from it.
+    dataset: the dataset the model was trained on (one of irnet_edge.data.DATASETS), for a module or a checkpoint
+        that does not say: ``verify`` and ``firmware`` then take its test images, ``save`` its first one for the
+        self-test. It must have the model's input shape.
 
     Raises IrnetEdgeError for a missing or damaged checkpoint, an unsupported layer, or a model export cannot
     handle.
@@ -108,6 +157,12 @@ def convert(checkpoint_or_module, *, input_shape=None, name: str | None = None) 
     shape = (ckpt.spec["input"]["channels"], ckpt.spec["input"]["height"], ckpt.spec["input"]["width"])
     if input_shape is not None and input_shape != shape:
         raise IrnetEdgeError(f"input_shape {input_shape} differs from the checkpoint's input {shape}; leave it out")
+    if dataset is not None:
+        trained_on = ckpt.config.get("dataset")
+        if trained_on and trained_on != dataset:
+            raise IrnetEdgeError(f"dataset={dataset!r}, but the checkpoint was trained on {trained_on}; leave it out")
+        _check_dataset(dataset, shape, int(ckpt.spec["num_classes"]))
+        ckpt = dataclasses.replace(ckpt, config={**ckpt.config, "dataset": dataset})
     if not ckpt.sha256:  # a Checkpoint made in memory: hash its serialised form
         buffer = io.BytesIO()
         torch.save(ckpt.to_dict(), buffer)
@@ -128,10 +183,13 @@ def evaluate(checkpoint, dataset: str | None = None, data_dir=None) -> dict:
     from .nn.checkpoint import Checkpoint, load_checkpoint
     from .train import evaluate as accuracy_and_loss
 
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(_check_path(checkpoint,
+                                                                                              "checkpoint"))
     dataset = dataset or ckpt.config.get("dataset")
     if dataset is None:
-        raise IrnetEdgeError(f"{checkpoint} does not say which dataset it was trained on; name one (--dataset)")
+        where = checkpoint if isinstance(checkpoint, (str, Path)) else f"the checkpoint of {ckpt.spec['name']!r}"
+        raise IrnetEdgeError(f"{where} does not say which dataset it was trained on; name one (dataset=, or "
+                             "--dataset on the command line)")
     trained_on = ckpt.config.get("dataset")
     test = load_split(dataset, "test", data_dir)
     inp = ckpt.spec["input"]
@@ -260,9 +318,9 @@ class CompiledModel:
         """
         from .codegen import check_out_dir, get_target, render, write_tree
 
-        out = Path(directory)
+        out = _check_path(directory, "directory")
         chosen = get_target(target)
-        check_out_dir(out, force)
+        check_out_dir(out, _check_flag(force, "force"))
         prefix = _check_prefix(self.prefix if prefix is None else prefix)
         pixels, source = None, ""
         if selftest_input is not None:
@@ -341,7 +399,7 @@ class CompiledModel:
         from .data import load_split
 
         test = load_split(self.dataset, "test", data_dir)
-        n = min(int(samples), len(test))
+        n = min(_check_count(samples, "samples"), len(test))
         c, h, w = self.input_shape
         if tuple(test.images.shape[1:]) != (c, h, w):
             raise IrnetEdgeError(f"{self.dataset} images are {'x'.join(map(str, test.images.shape[1:]))}, the model "
@@ -377,9 +435,11 @@ class CompiledModel:
         prefix = _check_prefix(self.prefix if prefix is None else prefix)
         labels, dataset = None, self.checkpoint.config.get("dataset") or ""
         if x is None:
-            pixels, labels = self.test_inputs(samples, data_dir)
+            pixels, labels = self.test_inputs(_check_count(samples, "samples"), data_dir)
             pixels = torch.from_numpy(pixels)
         else:
+            if samples != 100 or data_dir is not None:
+                raise IrnetEdgeError("samples= and data_dir= choose test images; with inputs x, leave them out")
             pixels = self._pixels(x)
         result = deployment.verify(self.graph, prefix, self.checkpoint.sha256, pixels, dataset, labels)
         result.where = deployment.describe()
@@ -396,9 +456,9 @@ class CompiledModel:
         """
         from .bench import bench as run_bench
 
-        deployment = self._deployment(target, isa, board, cpu, arch)
+        deployment = self._deployment(target, isa, board, cpu, arch, counting=True)
         prefix = _check_prefix(self.prefix if prefix is None else prefix)
-        return run_bench(self.graph, prefix, self.checkpoint.sha256, deployment, bool(baseline),
+        return run_bench(self.graph, prefix, self.checkpoint.sha256, deployment, _check_flag(baseline, "baseline"),
                          log=log or (lambda message: None))
 
     def firmware(self, directory, board: str, cpu: str | None = None, *, samples: int = 8, data_dir=None,
@@ -416,10 +476,9 @@ class CompiledModel:
         from .codegen.firmware import check_firmware_prefix, load_board, project_names, render_firmware
         from .verify.qemu import build_firmware, size_report
 
-        out = Path(directory)
-        check_out_dir(out, force)
-        if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= 255:
-            raise IrnetEdgeError(f"samples must be an integer from 1 to 255, got {samples!r:.40}")
+        out = _check_path(directory, "directory")
+        check_out_dir(out, _check_flag(force, "force"))
+        samples = _check_count(samples, "samples", 255)
         prefix = check_firmware_prefix(prefix or default_prefix(self.name, project_names()))
         chosen = load_board(board)
         pixels, labels = self.test_inputs(samples, data_dir)
@@ -429,7 +488,7 @@ class CompiledModel:
         return size_report(out, chosen)
 
     @staticmethod
-    def _deployment(target: str, isa, board, cpu, arch):
+    def _deployment(target: str, isa, board, cpu, arch, counting: bool = False):
         """The target with its options, checked once (irnet_edge.verify.deployment); arch= is isa's old name."""
         from .verify.deployment import Deployment, resolve
 
@@ -445,4 +504,4 @@ class CompiledModel:
             isa, aliases = arch, {"isa": "arch"}
         if not isinstance(target, str):
             raise IrnetEdgeError(f"target must be a string, one of host, cortex-m, cortex-a; got {target!r:.40}")
-        return resolve(target, isa=isa, board=board, cpu=cpu, aliases=aliases)
+        return resolve(target, isa=isa, board=board, cpu=cpu, aliases=aliases, counting=counting)

@@ -10,7 +10,7 @@ import click
 
 from . import __version__
 from .errors import IrnetEdgeError
-from .names import ARCHS, DATASETS, EDE_PER, ISAS, TARGETS, board_names, cpu_names
+from .names import ARCHS, DATASETS, EDE_PER, ISAS, RECIPES, TARGETS, board_names, cpu_names
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # a bare `irnet-edge` prints its help
 
@@ -75,13 +75,14 @@ def main():
               help="Dataset to train and test on; the model's input and classes follow it.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Local copy of the dataset (idx files, CIFAR batches, or train/ and test/ class folders).")
-@click.option("--recipe", default="paper", show_default=True,
+@click.option("--recipe", type=click.Choice(RECIPES), default="paper", show_default=True,
               help="Training preset: the official IR-Net recipe of the architecture.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epoch count.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the learning rate.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="Override the weight decay.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the (global) batch size.")
-@click.option("--ede-per", type=click.Choice(EDE_PER), help="Update EDE's k and t per epoch or per iteration.")
+@click.option("--ede-per", type=click.Choice(EDE_PER),
+              help="Update EDE's k and t per epoch or per iteration [default: the recipe's].")
 @click.option("--padding", "padding_value", type=click.Choice(["zero", "one"]), default="zero", show_default=True,
               help="Value padded around binarized activations (zero = official IR-Net).")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -107,6 +108,8 @@ def train(ctx, spec_file, out_dir, resume, force, device, progress, **options):
     from .train import train as run_training
 
     if spec_file is not None:
+        if ctx.get_parameter_source("arch") == click.core.ParameterSource.COMMANDLINE:
+            raise IrnetEdgeError("--arch and --spec both choose the model; give one of them")
         options["spec"] = _read_spec(spec_file, options["dataset"])
         options["arch"] = options["spec"]["name"]
     out_dir = out_dir or Path("runs") / f"{options['arch']}-{options['dataset']}"
@@ -226,7 +229,9 @@ def _target_options(command):
             click.option("--target", type=click.Choice(TARGETS), default="host", show_default=True,
                          help="Where the C runs: gcc on this machine (host), a board under QEMU (cortex-m) or "
                               "Linux on Cortex-A under qemu-user (cortex-a)."),
-            click.option("--board", type=click.Choice(board_names()), help="Emulated board for --target cortex-m."),
+            click.option("--board", type=click.Choice(board_names()),
+                         help="Board for --target cortex-m: verify takes one QEMU runs (an emulated board, or a Nucleo "
+                              "on an emulator of its chip), bench an emulated one."),
             click.option("--cpu", type=click.Choice(cpu_names()),
                          help="With --target cortex-m: build for a smaller core than the board's own."),
             click.option("--isa", type=click.Choice(ISAS), help="Instruction set for --target cortex-a."),
@@ -236,9 +241,10 @@ def _target_options(command):
     return command
 
 
-def _deployment(target: str, board: str | None, cpu: str | None, isa: str | None, deprecated_arch: str | None):
+def _deployment(target: str, board: str | None, cpu: str | None, isa: str | None, deprecated_arch: str | None,
+                counting: bool = False):
     """The target with its options, checked once by irnet_edge.verify.deployment and named as options are on the
-    command line; --arch, the former spelling of --isa, counts as --isa."""
+    command line; --arch, the former spelling of --isa, counts as --isa. counting: for bench."""
     from .verify.deployment import CLI, resolve
 
     aliases = {}
@@ -246,7 +252,7 @@ def _deployment(target: str, board: str | None, cpu: str | None, isa: str | None
         if isa not in (None, deprecated_arch):
             raise IrnetEdgeError(f"--isa {isa} and --arch {deprecated_arch} disagree; give --isa only")
         isa, aliases = deprecated_arch, {"isa": "arch"}
-    return resolve(target, isa=isa, board=board, cpu=cpu, spelling=CLI, aliases=aliases)
+    return resolve(target, isa=isa, board=board, cpu=cpu, spelling=CLI, aliases=aliases, counting=counting)
 
 
 @main.command(epilog=_examples(
@@ -277,7 +283,8 @@ def verify(checkpoint, target, board, cpu, isa, deprecated_arch, samples, agreem
     result = model.verify(target=deployment, samples=samples, data_dir=data_dir, prefix=prefix)
     if result.exact != result.samples:
         raise IrnetEdgeError(result.describe())
-    click.echo(result.describe())
+    fewer = f" (the {model.dataset} test set has {result.samples:,} images)" if result.samples < samples else ""
+    click.echo(result.describe() + fewer)
 
 
 @main.command(epilog=_examples(
@@ -296,7 +303,7 @@ def bench(checkpoint, target, board, cpu, isa, deprecated_arch, baseline, as_jso
     from .bench import to_text
     from .codegen import check_prefix
 
-    deployment = _deployment(target, board, cpu, isa, deprecated_arch)
+    deployment = _deployment(target, board, cpu, isa, deprecated_arch, counting=True)
     if prefix is not None:
         check_prefix(prefix)
     result = convert(checkpoint).bench(deployment, baseline=baseline == "float32", prefix=prefix,
@@ -365,7 +372,12 @@ def fit(board, dataset, latency_ms, cpu, as_json, then_train, out_dir, epochs, d
             raise IrnetEdgeError(f"{name} applies only with --train; leave it out")
     if then_train and out_dir is None:
         raise IrnetEdgeError("--train needs --out, the folder for the run and its firmware")
-    result = run_fit(board, dataset, latency_ms, cpu, log=lambda message: click.echo(message, err=True))
+    if then_train:
+        from .train import check_new_run
+
+        check_new_run(out_dir, force)
+    click.echo(f"linking and counting the MCU family for {board} (about a minute the first time)", err=True)
+    result = run_fit(board, dataset, latency_ms, cpu)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.table())
     if then_train:
         click.echo(train_pick(result, out_dir, data_dir, epochs, force, log=click.echo))

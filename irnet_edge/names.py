@@ -16,6 +16,7 @@ DATASETS = ("mnist", "fashion-mnist", "cifar10")  # irnet_edge.data.DATASETS
 TARGETS = ("host", "cortex-m", "cortex-a")  # irnet_edge.codegen.TARGETS
 ISAS = ("aarch64", "armv7")  # irnet_edge.verify.toolchain.CROSS: the instruction sets of --target cortex-a
 EDE_PER = ("epoch", "iteration")  # irnet_edge.train.ede.EDE_PER
+RECIPES = ("paper",)  # irnet_edge.train.recipes.RECIPE_NAMES
 
 
 def board_names() -> list[str]:

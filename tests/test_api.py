@@ -125,7 +125,7 @@ def test_verify_emulated_targets_and_bench(model, mnist_test):
     bench = model.bench(target="host").to_json()
     assert bench["schema"].startswith("irnet-edge-bench/") and bench["model"] == "mcu_m0"
 
-def test_a_plain_pytorch_residual_module_converts_and_runs_bit_exact(mnist_test):
+def test_a_plain_pytorch_residual_module_converts_and_runs_bit_exact(mnist_test, mnist_dir):
     """Not an nn.Sequential: torch.fx traces it (irnet_edge.nn.trace) and convert keeps its weights."""
     from torch.nn import functional as F
 
@@ -156,12 +156,13 @@ def test_a_plain_pytorch_residual_module_converts_and_runs_bit_exact(mnist_test)
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2.0)
     x = mnist_test.images[:8].float() / 255
-    compiled = irnet_edge.convert(net, input_shape=(1, 28, 28), name="resnet_mini")
+    compiled = irnet_edge.convert(net, input_shape=(1, 28, 28), name="resnet_mini", dataset="mnist")
     with torch.no_grad():
         expected = net(x).numpy()
     assert np.abs(compiled.reference(x) - expected).max() < 1e-3  # the deployed arithmetic folds BatchNorm
     assert (compiled.predict(x).view(np.int32) == compiled.reference(x).view(np.int32)).all()
     assert compiled.verify(x).exact == 8
+    assert compiled.verify(samples=4, data_dir=mnist_dir).exact == 4  # its dataset's own test images
 
 
 NHWC = np.zeros((2, 28, 28, 1), np.uint8)
@@ -208,6 +209,28 @@ def test_wrong_arguments_are_one_line_errors(model, tmp_path):
         (lambda: model.verify(NHWC, board="mps2-an386"), "board= applies only to target='cortex-m'"),
         (lambda: model.bench(target="host", isa="armv7"), "isa= applies only to target='cortex-a'"),
         (lambda: model.bench(target="cortex-m", board="mps2-an386", cpu="z80"), "unknown CPU 'z80'"),
+        (lambda: model.bench(target="cortex-m", board="nucleo-f446re"),
+         "nucleo-f446re is a real board that QEMU does not emulate itself; count on mps2-an386"),
+        (lambda: model.verify(target="cortex-m", board="nrf52840dk"), "nrf52840dk is a real board that QEMU cannot"),
+        (lambda: model.bench(target="host", baseline="none"), "baseline must be True or False"),
+        (lambda: model.save(None), "directory must be a path"),
+        (lambda: model.firmware(tmp_path / "f", board="mps2-an386", force="no"), "force must be True or False"),
+        (lambda: model.firmware(tmp_path / "g", board="mps2-an386", samples=0), "samples must be an integer from 1"),
+        (lambda: model.verify(samples=0), "samples must be an integer of at least 1"),
+        (lambda: model.verify(samples=-9998), "samples must be an integer of at least 1"),
+        (lambda: model.verify(samples=2.7), "samples must be an integer"),
+        (lambda: model.verify(NHWC, samples=1), "with inputs x, leave them out"),
+        (lambda: irnet_edge.evaluate(123), "checkpoint must be a path"),
+        (lambda: irnet_edge.convert(model.checkpoint, dataset="cifar10"), "trained on mnist; leave it out"),
+        (lambda: irnet_edge.convert(nn.Sequential(InputNorm([0.5], [0.25]), nn.Flatten(), nn.Linear(784, 10)),
+                                    input_shape=(1, 28, 28), dataset="cifar10"),
+         "cifar10 has 3x32x32 images and 10 classes, the model takes 1x28x28"),
+        (lambda: irnet_edge.convert(nn.Sequential(InputNorm([0.5], [0.25]), nn.Flatten(), nn.Linear(784, 10)).double(),
+                                    input_shape=(1, 28, 28)), "the module's 2.weight is torch.float64"),
+        (lambda: irnet_edge.evaluate(irnet_edge.convert(nn.Sequential(InputNorm([0.5], [0.25]), nn.Flatten(),
+                                                                      nn.Linear(784, 10)),
+                                                        input_shape=(1, 28, 28), name="lin").checkpoint),
+         "^the checkpoint of 'lin' does not say which dataset"),
     ]
     for call, message in cases:
         with pytest.raises(IrnetEdgeError, match=message) as info:

@@ -100,11 +100,12 @@ def test_choice_names_match_the_modules_that_define_them():
     from irnet_edge.data import DATASETS
     from irnet_edge.nn.zoo import ARCHS
     from irnet_edge.train.ede import EDE_PER
+    from irnet_edge.train.recipes import RECIPE_NAMES
     from irnet_edge.verify.toolchain import CROSS
 
     assert list(names.ARCHS) == list(ARCHS) and list(names.DATASETS) == list(DATASETS)
     assert list(names.TARGETS) == list(TARGETS) and list(names.ISAS) == list(CROSS)
-    assert names.EDE_PER == EDE_PER
+    assert names.EDE_PER == EDE_PER and names.RECIPES == RECIPE_NAMES
     assert names.board_names() == board_names() and names.cpu_names() == cpu_names()
 
 

@@ -147,15 +147,15 @@ def test_flash_dry_run_prints_the_exact_commands(real_firmware):
     assert result.output.splitlines() == ["pyocd pack install stm32f446retx",
                                           f"pyocd flash --no-wait -t stm32f446retx {elf}"]
     result = CliRunner().invoke(main, ["flash", str(out), "--tool", "openocd", "--dry-run"])
-    assert result.output.strip() == f"openocd -f board/st_nucleo_f4.cfg -c 'program {elf} verify reset exit'"
+    assert result.output.strip() == f"openocd -f board/st_nucleo_f4.cfg -c 'program {{{elf}}} verify reset exit'"
 
 
 def test_flash_without_a_probe_says_how_to_connect(real_firmware):
     out = real_firmware["nrf52840dk"][0]
     for tool in ("pyocd", "openocd"):
         result = CliRunner().invoke(main, ["flash", str(out), "--tool", tool])
-        assert result.exit_code == 1
-        assert "Connect nrf52840dk by its USB debug port" in result.output
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+        assert "connect nrf52840dk by its USB debug port" in result.output
 
 
 def test_flash_refuses_emulated_boards_and_other_boards(real_firmware, trained_mcu, mnist_dir, tmp_path):

@@ -3,6 +3,7 @@ written (the output path absent or unchanged). And model names that are hostile 
 compiles and firmware that prints them verbatim."""
 import contextlib
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -159,6 +160,54 @@ def test_evaluate_on_another_dataset_of_the_same_shape_says_so(ckpt, mnist_dir, 
     result = CliRunner().invoke(main, ["evaluate", str(ckpt), "--dataset", "fashion-mnist", "--data-dir",
                                        str(tmp_path / "fashion")])
     assert result.exit_code == 0 and "on fashion-mnist (trained on mnist)" in result.output, result.output
+
+
+def test_run_of_a_project_with_a_damaged_firmware_json(tmp_path):
+    (tmp_path / "fw").mkdir()
+    (tmp_path / "fw" / "firmware.json").write_text("{")
+    fails(["run", tmp_path / "fw"], tmp_path / "fw", match="firmware.json is not valid JSON")
+    (tmp_path / "fw" / "firmware.json").write_text("[1, 2]")
+    fails(["run", tmp_path / "fw"], tmp_path / "fw", match="does not name its board")
+
+
+def test_train_on_cuda_without_a_device_is_refused_before_anything(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU or driver
+    fails(["train", "--arch", "mcu_m0", "--dataset", "mnist", "--data-dir", mnist_dir, "--device", "cuda",
+           "--out", tmp_path / "run"], tmp_path / "run", match="--device cuda: this machine has no usable CUDA")
+
+
+def test_train_refuses_arch_beside_spec(tmp_path, mnist_dir):
+    spec = tmp_path / "net.json"
+    spec.write_text(json.dumps({"name": "tiny", "layers": [{"type": "flatten"}, {"type": "linear", "in_features": 784,
+                                                                                   "out_features": 10}]}))
+    fails(["train", "--spec", spec, "--arch", "resnet20", "--dataset", "mnist", "--data-dir", mnist_dir, "--out",
+           tmp_path / "run"], tmp_path / "run", match="--arch and --spec both choose the model")
+
+
+def test_fit_train_into_an_existing_run_is_refused_before_the_search(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.pt").write_bytes(b"a run")
+    result = CliRunner().invoke(main, ["fit", "--board", "nucleo-f446re", "--train", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output  # no search, no progress line
+    assert "already holds a training run; pass --force to replace it" in result.output
+
+
+@pytest.mark.parametrize("args, match", [
+    (["bench", "--target", "cortex-m", "--board", "nucleo-f446re"], "count on mps2-an386 (the same core)"),
+    (["bench", "--target", "cortex-m", "--board", "rpi-pico"], "QEMU does not emulate itself"),
+    (["verify", "--target", "cortex-m", "--board", "nrf52840dk"], "nrf52840dk is a real board that QEMU cannot run"),
+])
+def test_target_boards_qemu_cannot_run_are_refused_before_any_work(ckpt, args, match):
+    fails([args[0], ckpt, *args[1:]], match=match)
+
+
+def test_a_firmware_project_in_a_folder_with_spaces_runs(ckpt, mnist_dir, tmp_path):
+    """QEMU hands the ELF's path to the firmware as the first word of its semihosting command line."""
+    out = tmp_path / "my boards" / "sp ace"
+    result = CliRunner().invoke(main, [str(a) for a in _firmware(ckpt, out, mnist_dir)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["run", str(out)])
+    assert result.exit_code == 0 and "selftest: passed" in result.output, result.output
 
 
 # --- 4. output paths --------------------------------------------------------------------------------------

@@ -151,7 +151,8 @@ def _firmware_program(graph: Graph, prefix: str, sha: str, work: Path, board: Bo
                force=True)
     elf = qemu.build_firmware(tree, f"-D{prefix.upper()}_BENCH")
     machine = board.emulator["machine"]
-    return Program(elf, qemu.qemu_command(machine, elf, "in.bin out.bin"), work, work / "out.bin",
+    # named relative to the working folder: the firmware splits its semihosting command line on spaces
+    return Program(elf, qemu.qemu_command(machine, elf.relative_to(work), "in.bin out.bin"), work, work / "out.bin",
                    "arm-none-eabi-nm", {"cc": "arm-none-eabi-gcc", "version": _tool_version("arm-none-eabi-gcc"),
                                         "cflags": " ".join([*preset["flags"], "-std=c99 -O2 -ffp-contract=off "
                                                             "-ffunction-sections -fdata-sections"]),

@@ -252,4 +252,12 @@ def read_project(folder: Path) -> dict:
     if not info.is_file():
         raise IrnetEdgeError(f"{folder} is not a firmware project (no firmware.json); create one with "
                              "`irnet-edge firmware MODEL.pt --board B --out DIR`")
-    return json.loads(info.read_text())
+    try:
+        data = json.loads(info.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IrnetEdgeError(f"{info} is not valid JSON ({str(exc)[:80]}); rebuild the project with "
+                             "`irnet-edge firmware MODEL.pt --board B --out DIR --force`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("board"), str):
+        raise IrnetEdgeError(f"{info} does not name its board; rebuild the project with "
+                             "`irnet-edge firmware MODEL.pt --board B --out DIR --force`")
+    return data

@@ -70,6 +70,9 @@ class _Dist:
 
 def _setup_distributed(device: str | None) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise IrnetEdgeError("--device cuda: this machine has no usable CUDA device (no GPU or no driver); train "
+                             "with --device cpu or leave --device out")
     torch.backends.cudnn.benchmark = True
     if world == 1:
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -136,6 +139,14 @@ def _check_writable(out: Path) -> None:
     if not os.access(where, os.W_OK | os.X_OK):
         raise IrnetEdgeError(f"cannot write to {where} (read-only or no permission), so {out} cannot hold a run; "
                              "choose another --out")
+
+
+def check_new_run(out: Path, force: bool) -> None:
+    """Refuses, before any work, an --out a new run could not be written to or would replace without force."""
+    _check_writable(Path(out))
+    if (Path(out) / MODEL_FILE).exists() and not force:
+        raise IrnetEdgeError(f"{out} already holds a training run; pass --force to replace it, or choose another "
+                             "--out")
 
 
 def _check_out_dir(out: Path, resume: bool, force: bool) -> Checkpoint | None:

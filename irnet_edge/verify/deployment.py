@@ -70,11 +70,13 @@ class Deployment:
 
 
 def resolve(target: str, isa: str | None = None, board: str | None = None, cpu: str | None = None,
-            spelling: Spelling = API, aliases: dict[str, str] | None = None) -> Deployment:
+            spelling: Spelling = API, aliases: dict[str, str] | None = None, counting: bool = False) -> Deployment:
     """Checks the options against the target (one IrnetEdgeError line: an option the target does not take, one
     it needs and lacks, an unknown instruction set, board or core) and returns the Deployment.
 
-    aliases: option -> the name the user wrote it under (a deprecated spelling), for the messages.
+    aliases: option -> the name the user wrote it under (a deprecated spelling), for the messages. counting: for
+    `bench`, whose instruction counter needs a board QEMU emulates itself (a real board's chip emulator runs at its
+    own clock and counts nothing more).
     """
     chosen = get_target(target)
     aliases = aliases or {}
@@ -89,10 +91,11 @@ def resolve(target: str, isa: str | None = None, board: str | None = None, cpu: 
         if value is not None and option not in chosen.options:
             takers = " or ".join(where(t.name) for t in TARGETS.values() if option in t.options)
             raise IrnetEdgeError(f"{name(option)} applies only to {takers}, not to {where(target)}; leave it out")
+    runnable = [b for b in board_names() if (load_board(b).emulator if counting else runs_on(load_board(b)))]
     if "board" in chosen.needs and board is None:
-        emulated = [b for b in board_names() if runs_on(load_board(b))]
-        raise IrnetEdgeError(f"{where(target)} needs {name('board')}, one of the boards QEMU runs (emulated boards "
-                             f"and real ones on an emulator of their chip): {', '.join(emulated)}")
+        kinds = "the emulated boards" if counting else ("the boards QEMU runs (emulated boards and real ones on an "
+                                                        "emulator of their chip)")
+        raise IrnetEdgeError(f"{where(target)} needs {name('board')}, one of {kinds}: {', '.join(runnable)}")
     if "isa" in chosen.needs and isa is None:
         raise IrnetEdgeError(f"{where(target)} needs " + " or ".join(spelling.value.format("isa", i) for i in CROSS))
     if isa is not None and isa not in CROSS:
@@ -100,4 +103,11 @@ def resolve(target: str, isa: str | None = None, board: str | None = None, cpu: 
     chosen_board = load_board(board) if board is not None else None
     if chosen_board is not None:
         resolve_cpu(chosen_board, cpu)
+        if board not in runnable:
+            same_core = [b for b in runnable if load_board(b).cpu == chosen_board.cpu]
+            hint = (f"{'count' if counting else 'run'} on {' or '.join(same_core)} (the same core)" if same_core
+                    else f"use one of {', '.join(runnable)}")
+            what = "does not emulate itself" if counting else "cannot run"
+            raise IrnetEdgeError(f"{board} is a real board that QEMU {what}; {hint}, or flash it with "
+                                 "`irnet-edge flash`")
     return Deployment(chosen, isa, chosen_board, cpu)

@@ -21,7 +21,10 @@ def flash_command(board: Board, tool: str, elf: Path) -> list[list[str]]:
     if tool == "pyocd":
         commands = [["pyocd", "pack", "install", settings["target"]]] if settings.get("pack") else []
         return commands + [["pyocd", "flash", "--no-wait", "-t", settings["target"], str(elf)]]
-    return [["openocd", *_openocd_config(settings["config"]), "-c", f"program {elf} verify reset exit"]]
+    if any(c in str(elf) for c in "{}\\"):
+        raise IrnetEdgeError(f"OpenOCD cannot take the path {elf} (braces or backslashes); move the project")
+    # braced: OpenOCD's Tcl would split a path with spaces into several words
+    return [["openocd", *_openocd_config(settings["config"]), "-c", f"program {{{elf}}} verify reset exit"]]
 
 
 def _openocd_config(config: list[str]) -> list[str]:
@@ -55,7 +58,8 @@ def flash(board: Board, tool: str, elf: Path, dry_run: bool) -> list[str]:
     for command in commands:
         result = subprocess.run([program, *command[1:]], capture_output=True, text=True)
         if result.returncode != 0:
-            output = (result.stdout + result.stderr).strip()
-            raise IrnetEdgeError(f"`{shlex.join(command)}` failed: {output[-1500:]}\nConnect {board.name} by its "
-                                 "USB debug port (ST-LINK, J-Link or CMSIS-DAP) and try again")
+            output = " / ".join(line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip())
+            raise IrnetEdgeError(f"`{shlex.join(command)}` failed ({output[-300:] or f'status {result.returncode}'}); "
+                                 f"connect {board.name} by its USB debug port (ST-LINK, J-Link or CMSIS-DAP) and try "
+                                 "again")
     return lines

@@ -32,10 +32,14 @@ def qemu_command(machine: str, elf: Path, append: str | None = None, icount: boo
 
 def run_elf(machine: str, elf: Path, append: str | None = None, cwd: Path | None = None,
             timeout: int = 120, icount: bool = False) -> tuple[int, str]:
+    """Runs elf under QEMU in cwd (default: the ELF's folder). The ELF is named relative to cwd: QEMU hands its
+    path to the firmware as the first word of the semihosting command line, which the firmware splits on spaces."""
     toolchain.require_tool("qemu-system-arm", "qemu-system-arm")
+    cwd = Path(cwd) if cwd is not None else Path(elf).parent
+    kernel = Path(os.path.relpath(elf, cwd))
     try:
-        result = subprocess.run(qemu_command(machine, elf, append, icount), capture_output=True, text=True, cwd=cwd,
-                                timeout=timeout)
+        result = subprocess.run(qemu_command(machine, kernel, append, icount), capture_output=True, text=True,
+                                cwd=cwd, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise IrnetEdgeError(f"{elf} did not finish within {timeout} s under QEMU {machine}") from None
     return result.returncode, result.stdout + result.stderr
