@@ -8,6 +8,7 @@ normalises its input as the official training script did (ImageNet's mean and st
 VGG-Small, CIFAR-10's for CIFAR ResNet-18, ImageNet's for the ImageNet nets) and binarizes with sign(0) = +1 where
 the official code's torch.sign gives 0 (docs/official.md).
 """
+import re
 from pathlib import Path
 
 from .errors import IrnetEdgeError
@@ -74,9 +75,11 @@ def _load(path: Path):
         if not reason:
             detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
             raise IrnetEdgeError(f"{path} is not a readable PyTorch file (truncated or corrupt: {detail})") from None
-        raise IrnetEdgeError(f"{path} holds objects that could run code, so it was not loaded (weights_only=True "
-                             f"refused it: {reason.strip()[:160]}); in the official code, save only "
-                             "model.state_dict() with torch.save and import that") from None
+        named = re.search(r"GLOBAL ([\w.]+)", reason)
+        what = f"the class {named.group(1)}" if named else "a class it does not know"
+        raise IrnetEdgeError(f"{path} holds objects that could run code ({what}), so it was not loaded "
+                             "(weights_only=True); in the official code, save only model.state_dict() with "
+                             "torch.save and import that") from None
     except Exception as exc:  # torch.load on damaged bytes fails with almost any exception type
         detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise IrnetEdgeError(f"{path} is not a readable PyTorch file (truncated or corrupt: {detail})") from None
@@ -119,7 +122,9 @@ def import_official(state_dict, arch: str, dataset: str | None = None, out=None,
     except IrnetEdgeError as exc:
         others = [a for a in official.matching_archs(lambda a: official_spec(a, None if _imagenet(a) else dataset),
                                                      weights) if a != arch]
-        hint = f"; it has the layout of the official {' or '.join(others)}: pass --arch {others[0]}" if others else ""
+        layout_only = "non-finite" not in str(exc)  # a NaN is not cured by another --arch
+        hint = (f"; it has the layout of the official {' or '.join(others)}: pass --arch {others[0]}"
+                if others and layout_only else "")
         raise IrnetEdgeError(f"{exc}{hint}") from None
     config = {"arch": arch, "imported_from": {"code": "htqin/IR-Net", "model": official.OFFICIAL[arch],
                                               "file": str(source) if source else None}}
