@@ -37,9 +37,10 @@
  * time in the per-channel loop, not in the per-tap overhead the block saves) */
 #define IRNET_FEW_CIN 8
 
+
 /* GCC's first scheduling pass hoists the loads of the 16-accumulator block above its arithmetic and then
- * spills accumulators */
-#if defined(__GNUC__) && !defined(__clang__)
+ * spills accumulators. armv7 has no such block and keeps the pass (its float conv compiles as it always did). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__aarch64__)
 #pragma GCC push_options
 #pragma GCC optimize("no-schedule-insns")
 #endif
@@ -226,6 +227,7 @@ static void irnet_conv_block4_any(const float *in, const float *weight, int w, i
 }
 #endif
 
+#if defined(__aarch64__)
 /* Output pixel (oy, ox), channels co_first..cout - 1, one pixel at a time (its bits word(s) already cleared) */
 static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irnet_conv_f32_params *prm,
     const float *in, uint32_t *bits, float *outs,
@@ -304,6 +306,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irn
         }
     }
 }
+#endif
 
 #if defined(__aarch64__)
 /* Output transform of 16 channels co.. of np output pixels pixel0.. from their sums acc[4 * p + j]; mult and add
@@ -426,29 +429,104 @@ static void irnet_conv_f32_row_few(const irnet_conv_f32_params *prm, const float
 
 void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
-    const int cout = prm->cout, ho = prm->ho, wo = prm->wo;
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
+    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
 #if defined(__aarch64__)
-    const int blocked = prm->cin <= IRNET_FEW_CIN && cout >= 16 ? cout / 16 * 16 : 0;
+    const int blocked = cin <= IRNET_FEW_CIN && cout >= 16 ? cout / 16 * 16 : 0;
 #endif
     int oy;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
     for (oy = 0; oy < ho; ++oy) {
-        int ox;
-        if (out_bits != 0) {
-            memset(out_bits + (long)oy * wo * out_words, 0, (size_t)wo * (size_t)out_words * sizeof(uint32_t));
-        }
+        const int iy0 = oy * stride - pad;
+        const int ky0 = iy0 < 0 ? -iy0 : 0;
+        const int ky1 = iy0 + k > h ? h - iy0 : k;
+        int ox, co, ky, kx, ci;
 #if defined(__aarch64__)
         if (blocked > 0) {
+            if (out_bits != 0) {
+                memset(out_bits + (long)oy * wo * out_words, 0, (size_t)wo * (size_t)out_words * sizeof(uint32_t));
+            }
             irnet_conv_f32_row_few(prm, in, out_bits, out_f32, oy, blocked);
             continue;
         }
 #endif
-        for (ox = 0; ox < wo; ++ox) { /* other layers: the per-pixel path, inlined */
-            irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + ((long)oy * wo + ox) * out_words : 0,
-                                 out_f32 != 0 ? out_f32 + ((long)oy * wo + ox) * cout : 0, oy, ox, 0);
+        /* other layers: one pixel at a time (the per-pixel path above, written out with its row's constants) */
+        for (ox = 0; ox < wo; ++ox) {
+            const int ix0 = ox * stride - pad;
+            const int kx0 = ix0 < 0 ? -ix0 : 0;
+            const int kx1 = ix0 + k > w ? w - ix0 : k;
+            uint32_t *bits = out_bits != 0 ? out_bits + (oy * wo + ox) * out_words : 0;
+            float *outs = out_f32 != 0 ? out_f32 + (oy * wo + ox) * cout : 0;
+            co = 0;
+            if (bits != 0) {
+                memset(bits, 0, (size_t)out_words * sizeof(uint32_t));
+            }
+#if defined(__aarch64__)
+            while (co + 4 <= cout) {
+                const int nv = cout - co >= 16 ? 4 : (cout - co) / 4;
+                float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+                int j;
+                for (ky = ky0; ky < ky1; ++ky) {
+                    for (kx = kx0; kx < kx1; ++kx) {
+                        const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
+                        const float *wt = weight + ((ky * k + kx) * cin) * cout + co;
+                        if (nv == 4) {
+                            for (ci = 0; ci < cin; ++ci) {
+                                const float32x4_t x = vld1q_dup_f32(xt + ci);
+                                const float32x4x4_t wv = vld1q_f32_x4(wt + ci * cout);
+                                acc[0] = vaddq_f32(acc[0], irnet_f32_mul4(x, wv.val[0]));
+                                acc[1] = vaddq_f32(acc[1], irnet_f32_mul4(x, wv.val[1]));
+                                acc[2] = vaddq_f32(acc[2], irnet_f32_mul4(x, wv.val[2]));
+                                acc[3] = vaddq_f32(acc[3], irnet_f32_mul4(x, wv.val[3]));
+                            }
+                        } else {
+                            for (ci = 0; ci < cin; ++ci) {
+                                const float32x4_t x = vld1q_dup_f32(xt + ci);
+                                for (j = 0; j < nv; ++j) {
+                                    acc[j] = vaddq_f32(acc[j], irnet_f32_mul4(x, vld1q_f32(wt + ci * cout + 4 * j)));
+                                }
+                            }
+                        }
+                    }
+                }
+                for (j = 0; j < nv; ++j) {
+                    const int c = co + 4 * j;
+                    if (bits != 0) {
+                        bits[c / 32] |= irnet_f32_sign4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c)) << (c & 31);
+                    } else {
+                        vst1q_f32(outs + c, irnet_f32_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
+                    }
+                }
+                co += 4 * nv;
+            }
+#endif
+            for (; co < cout; ++co) {
+                float acc = 0.0f;
+                float y;
+                for (ky = ky0; ky < ky1; ++ky) {
+                    for (kx = kx0; kx < kx1; ++kx) {
+                        const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
+                        const float *wt = weight + ((ky * k + kx) * cin) * cout + co;
+                        for (ci = 0; ci < cin; ++ci) {
+                            float product = xt[ci] * wt[ci * cout];
+                            IRNET_FENCE(product);
+                            acc = acc + product;
+                        }
+                    }
+                }
+                y = acc * mult[co];
+                IRNET_FENCE(y);
+                y = y + add[co];
+                if (bits != 0) {
+                    bits[co / 32] |= (uint32_t)(y < 0.0f) << (co & 31);
+                } else {
+                    outs[co] = irnet_activate(y, act);
+                }
+            }
         }
     }
 }
@@ -584,7 +662,8 @@ void irnet_maxpool2d_f32_neon(const irnet_maxpool2d_f32_params *prm, const float
 #endif
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__aarch64__)
 #pragma GCC pop_options
 #endif
 
