@@ -379,3 +379,14 @@ def test_convert_takes_a_sequential_end_to_end():
     with torch.no_grad():
         expected = seq(images.permute(0, 3, 1, 2).float() / 255)
     assert torch.allclose(torch.as_tensor(model.reference(images.numpy())), expected, atol=1e-4)
+
+
+def test_a_sequential_with_dropout_converts_like_one_without():
+    """Dropout computes nothing at inference: inside an nn.Sequential, as inside a traced module, it is dropped."""
+    torch.manual_seed(0)
+    body = [nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Hardtanh(), nn.Flatten(), nn.Linear(2704, 10)]
+    with_dropout = nn.Sequential(InputNorm([0.5], [0.25]), *body[:3], nn.Dropout(0.5), *body[3:]).eval()
+    plain = nn.Sequential(InputNorm([0.5], [0.25]), *body).eval()
+    spec, state = describe_module(with_dropout, (1, 28, 28))
+    assert spec["layers"] == spec_from_module(plain, (1, 28, 28))["layers"]
+    assert sorted(state) == sorted(plain.state_dict())

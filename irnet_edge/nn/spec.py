@@ -189,10 +189,14 @@ def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, in
 
 def _plain_sequential(model: nn.Module) -> bool:
     """An nn.Sequential of torch.nn and irnet_edge layers is described layer by layer, as it always was; any other
-    module, or a Sequential holding modules of the user's own, goes through torch.fx (irnet_edge.nn.trace)."""
+    module, or a Sequential holding modules of the user's own or layers that compute nothing at inference (Dropout,
+    Identity), goes through torch.fx (irnet_edge.nn.trace), which drops those."""
+    from .trace import PASS_THROUGH
+
     known = {t.module_type for t in NODE_TYPES}
     return (isinstance(model, nn.Sequential) and type(model).forward is nn.Sequential.forward
-            and all(type(m) in known or type(m).__module__.startswith("torch.") for m in model.modules()))
+            and all(type(m) in known or (type(m).__module__.startswith("torch.") and not isinstance(m, PASS_THROUGH))
+                    for m in model.modules()))
 
 
 def describe_module(model: nn.Module, input_shape: tuple[int, int, int],

@@ -24,7 +24,7 @@ _TRACED_THROUGH = ("residual", "sequential")
 _LEAVES = tuple(t.module_type for t in NODE_TYPES if t.name not in _TRACED_THROUGH)
 _LEAF_TYPES = {t.module_type for t in NODE_TYPES if t.name not in _TRACED_THROUGH}
 # identities at inference, which is what a spec describes
-_PASS_THROUGH = (nn.Identity, nn.Dropout)
+PASS_THROUGH = (nn.Identity, nn.Dropout)  # nothing at inference: dropped
 
 
 def _hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
@@ -90,7 +90,7 @@ _FUNCTIONS = {
 _ADDS = {("call_function", operator.add), ("call_function", torch.add), ("call_method", "add")}
 _VIEWS = {("call_method", "view"), ("call_method", "reshape"), ("call_function", torch.reshape)}
 
-SUPPORTED = ("modules " + ", ".join(sorted({m.__name__ for m in (*_LEAVES, *_PASS_THROUGH)}))
+SUPPORTED = ("modules " + ", ".join(sorted({m.__name__ for m in (*_LEAVES, *PASS_THROUGH)}))
              + ", nn.Sequential and irnet_edge's Residual; x + y (operator.add, torch.add, Tensor.add); "
              "F.hardtanh, F.relu, torch.relu, Tensor.relu, torch.flatten(x, 1), Tensor.flatten(1), "
              "x.view(x.size(0), -1), x.reshape(x.size(0), -1), F.adaptive_avg_pool2d(x, 1), F.max_pool2d, "
@@ -277,7 +277,7 @@ class _Converter:
             return "add"
         if op == "call_module":
             module = self.modules[target]
-            if isinstance(module, _PASS_THROUGH):
+            if isinstance(module, PASS_THROUGH):
                 self._layer_input(node)
                 return None
             if type(module) not in _LEAF_TYPES:
