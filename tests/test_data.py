@@ -116,3 +116,11 @@ def test_flip_mirrors_about_half_the_images():
     flipped = sum(torch.equal(o, i.flip(2)) for o, i in zip(out, images, strict=True))
     kept = sum(torch.equal(o, i) for o, i in zip(out, images, strict=True))
     assert flipped + kept == 400 and 150 < flipped < 250
+
+
+def test_a_data_dir_that_is_a_file_or_missing_says_which(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(IrnetEdgeError, match="the data folder .*file is a file, not a folder; pass the folder"):
+        load_split("mnist", "test", tmp_path / "file")
+    with pytest.raises(IrnetEdgeError, match="the data folder .*missing does not exist; pass the folder"):
+        load_split("mnist", "test", tmp_path / "missing")

@@ -239,7 +239,9 @@ def load_split(name: str, split: str, data_dir: str | Path | None = None, downlo
     if data_dir is not None:
         folder = Path(data_dir)
         if not folder.is_dir():
-            raise IrnetEdgeError(f"--data-dir {folder} does not exist")
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise IrnetEdgeError(f"the data folder {folder} {what}; pass the folder that holds the {info.name} files "
+                                 "(--data-dir, or data_dir= from Python)")
         found = _load_local(folder, split, info)
         if found is None:
             raise IrnetEdgeError(f"no {info.name} {split} data in {folder}; {_layouts(info)}")
