@@ -551,17 +551,19 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
         int at = 0, rc, cc, oy, ox;
         for (rc = 0; rc < nrc; ++rc) {
             for (cc = 0; cc < ncc; ++cc) {
+                /* read before the stores below, which the compiler cannot tell apart from the scratch's ranges */
                 const int32x4_t kv = vdupq_n_s32((rc * ncc + cc) * ss);
-                for (oy = rs[rc]; oy < rs[rc + 1]; ++oy) {
-                    int32x4_t fv = vaddq_s32(vdupq_n_s32((oy * pw + cs[cc]) * in_stride), fstep);
-                    int32x4_t dv = vaddq_s32(vdupq_n_s32((oy * wo + cs[cc]) * out_stride), dstep);
-                    for (ox = cs[cc]; ox < cs[cc + 1]; ox += 4) {
+                const int oy1 = rs[rc + 1], ox0 = cs[cc], ox1 = cs[cc + 1];
+                for (oy = rs[rc]; oy < oy1; ++oy) {
+                    int32x4_t fv = vaddq_s32(vdupq_n_s32((oy * pw + ox0) * in_stride), fstep);
+                    int32x4_t dv = vaddq_s32(vdupq_n_s32((oy * wo + ox0) * out_stride), dstep);
+                    for (ox = ox0; ox < ox1; ox += 4) {
                         vst1q_s32(first + at, fv);
                         vst1q_s32(dest + at, dv);
                         vst1q_s32(klass + at, kv);
                         fv = vaddq_s32(fv, vdupq_n_s32(4 * in_stride));
                         dv = vaddq_s32(dv, vdupq_n_s32(4 * out_stride));
-                        at += cs[cc + 1] - ox < 4 ? cs[cc + 1] - ox : 4;
+                        at += ox1 - ox < 4 ? ox1 - ox : 4;
                     }
                 }
             }
@@ -631,11 +633,12 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
         }
         for (i = 0; i < nrc * ncc; ++i) {
             const int rc = i / ncc, cc = i % ncc;
-            const uint16x8_t counted = vdupq_n_u16((uint16_t)((ky1[rc] - ky0[rc]) * (kx1[cc] - kx0[cc]) * cin));
+            const int y0 = ky0[rc], y1 = ky1[rc], x0 = kx0[cc], x1 = kx1[cc]; /* kept apart from absent[] */
+            const uint16x8_t counted = vdupq_n_u16((uint16_t)((y1 - y0) * (x1 - x0) * cin));
             int na = 0, a, s;
             for (t = 0; t < k * k; ++t) {
                 const int ty = t / k, tx = t % k;
-                if (ty < ky0[rc] || ty >= ky1[rc] || tx < kx0[cc] || tx >= kx1[cc]) {
+                if (ty < y0 || ty >= y1 || tx < x0 || tx >= x1) {
                     absent[na++] = t * ss;
                 }
             }
