@@ -15,7 +15,7 @@ That the test can fail: with a stack too small for the kernels the driver dies a
 test_a_small_stack_fails_the_driver checks it with a stack of 4 KB. Before the kernel's scratch moved to the
 arena (commit db5015c and earlier), its VLAs made one inference of this model touch 80,592 bytes of stack on
 aarch64 and 79,440 on armv7 (this driver with a 1 MB stack), and at 64 KB this test failed on both ISAs with
-SIGSEGV (status -11); now it touches 6,368 and 4,964 bytes (docs/arithmetic.md, "Stack and scratch of the
+SIGSEGV (status -11); now it touches about 6,560 and 4,980 bytes (docs/arithmetic.md, "Stack and scratch of the
 NEON kernels").
 """
 import subprocess
