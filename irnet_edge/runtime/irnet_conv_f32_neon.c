@@ -4,7 +4,7 @@
  * Float convolution (stem, 1x1 downsample, classifier): weights [kh][kw][Cin][Cout]. Every output channel sums
  * x * w over the present taps ky, kx, ci in the order of irnet_conv_f32, starting from +0.0, one multiply and one
  * add per term (no fused multiply-add: irnet_exact.h), then y = acc * mult, y = y + add.
- *  - aarch64, few input channels (Cin <= IRNET_FEW_CIN, the stem): a register block of 4 output pixels of a row
+ *  - aarch64, every layer with 16 or more output channels: a register block of 4 output pixels of a row
  *    x 16 output channels (16 accumulator vectors). Per tap and group of 4 input channels one 128-bit load per
  *    pixel; each input channel's weights for the 16 channels are one 4-vector load, and multiply by vector
  *    element (FMUL by element) takes the pixel's input straight from its lane: no broadcast. The pixels of a
@@ -32,10 +32,6 @@
 #include <arm_neon.h>
 #include <stdint.h>
 #include <string.h>
-
-/* Cin up to which aarch64 register-blocks 4 output pixels (layers with more input channels already spend their
- * time in the per-channel loop, not in the per-tap overhead the block saves) */
-#define IRNET_FEW_CIN 8
 
 
 /* GCC's first scheduling pass hoists the loads of the 16-accumulator block above its arithmetic and then
@@ -170,7 +166,7 @@ static inline __attribute__((always_inline)) void irnet_conv_block4(const float 
 }
 
 /* The sums of one output pixel (its column taps kx0..kx1 - 1 inside the map) x 16 channels co..co + 15 over the
- * rows ky0..ky1 - 1, into acc[j] (channels co + 4j..): the border pixels of the few-channel layers */
+ * rows ky0..ky1 - 1, into acc[j] (channels co + 4j..): the border pixels of a blocked layer */
 static inline __attribute__((always_inline)) void irnet_conv_block1(const float *in, const float *weight, int w,
     int cin, int cout, int k, int iy0, int ky0, int ky1, int ix0, int kx0, int kx1, int co, float32x4_t acc[4])
 {
@@ -352,7 +348,7 @@ static void irnet_conv_f32_store_any(const irnet_conv_f32_params *prm, const flo
 #endif
 
 #if defined(__aarch64__)
-/* Output pixel (oy, ox), all channels, one pixel at a time: few input channels (blocked > 0) on aarch64 by
+/* Output pixel (oy, ox), all channels, one pixel at a time: a blocked layer (blocked > 0) on aarch64 by
  * multiply by element, 16 channels at a time, where its last 128-bit load stays inside the input */
 static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32,
     int oy, int ox, int blocked)
@@ -380,9 +376,9 @@ static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in
 #endif
 
 #if defined(__aarch64__)
-/* Output row oy of a few-channel layer (its bits already cleared): blocks of 4 pixels where every column tap is
+/* Output row oy of a blocked layer (its bits already cleared): blocks of 4 pixels where every column tap is
  * inside the map, the other pixels one at a time; output channels blocked.. per pixel */
-static void irnet_conv_f32_row_few(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits,
+static void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits,
     float *out_f32, int oy, int blocked)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
@@ -434,7 +430,7 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
 #if defined(__aarch64__)
-    const int blocked = cin <= IRNET_FEW_CIN && cout >= 16 ? cout / 16 * 16 : 0;
+    const int blocked = cout >= 16 ? cout / 16 * 16 : 0;
 #endif
     int oy;
 #if defined(_OPENMP)
@@ -450,7 +446,7 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
             if (out_bits != 0) {
                 memset(out_bits + (long)oy * wo * out_words, 0, (size_t)wo * (size_t)out_words * sizeof(uint32_t));
             }
-            irnet_conv_f32_row_few(prm, in, out_bits, out_f32, oy, blocked);
+            irnet_conv_f32_row_blocked(prm, in, out_bits, out_f32, oy, blocked);
             continue;
         }
 #endif
