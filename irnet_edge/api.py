@@ -248,7 +248,9 @@ class CompiledModel:
 
     @property
     def arena_bytes(self) -> int:
-        """Bytes of the static activation arena (RAM) the generated C uses, as planned exactly."""
+        """Bytes of the static activation arena (RAM) the generated C of the host and cortex-m targets uses, as
+        planned exactly. The cortex-a C also places its NEON binary convolutions' scratch there: ``save(...,
+        target="cortex-a")`` returns that arena in its manifest ("arena_bytes")."""
         from .codegen.planner import plan
 
         return int(plan(self.graph)[1])
