@@ -107,7 +107,8 @@ def resolve(target: str, isa: str | None = None, board: str | None = None, cpu: 
             same_core = [b for b in runnable if load_board(b).cpu == chosen_board.cpu]
             hint = (f"{'count' if counting else 'run'} on {' or '.join(same_core)} (the same core)" if same_core
                     else f"use one of {', '.join(runnable)}")
-            what = "does not emulate itself" if counting else "cannot run"
-            raise IrnetEdgeError(f"{board} is a real board that QEMU {what}; {hint}, or flash it with "
+            if counting:
+                raise IrnetEdgeError(f"{board} is a real board; bench runs on an emulated one: {hint}")
+            raise IrnetEdgeError(f"{board} is a real board that no emulator here runs; {hint}, or flash it with "
                                  "`irnet-edge flash`")
     return Deployment(chosen, isa, chosen_board, cpu)
