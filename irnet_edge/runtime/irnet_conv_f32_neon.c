@@ -42,13 +42,7 @@
 #endif
 
 #if defined(__aarch64__)
-/* A float product that no compiler may fuse with the addition that follows (irnet_exact.h) */
-static inline __attribute__((always_inline)) float32x4_t irnet_f32_mul4(float32x4_t a, float32x4_t b)
-{
-    float32x4_t product = vmulq_f32(a, b);
-    IRNET_FENCE(product);
-    return product;
-}
+#include "irnet_neon_float.h" /* after the pragmas above: its inline helpers must share them */
 
 /* acc = acc + w * x[lane], the product fenced as above (the lane must be a constant) */
 #define IRNET_MAC_LANE(acc, w, x, lane) do { \
@@ -57,28 +51,11 @@ static inline __attribute__((always_inline)) float32x4_t irnet_f32_mul4(float32x
         acc = vaddq_f32(acc, product_); \
     } while (0)
 
-/* y = acc * m; y = y + a, then the activation, on 4 channels: the operations of irnet_activate, lane by lane */
-static inline float32x4_t irnet_f32_finish4(float32x4_t acc, float32x4_t m, float32x4_t a, int act)
-{
-    const float32x4_t y = vaddq_f32(irnet_f32_mul4(acc, m), a);
-    const float32x4_t one = vdupq_n_f32(1.0f), minus_one = vdupq_n_f32(-1.0f), zero = vdupq_n_f32(0.0f);
-    if (act == IRNET_ACT_HARDTANH) { /* FMIN and FMAX return a NaN operand as it is, like the compares */
-        return vmaxq_f32(vminq_f32(y, one), minus_one);
-    }
-    if (act == IRNET_ACT_RELU) {
-        return vbslq_f32(vcgtq_f32(y, zero), y, zero);
-    }
-    if (act == IRNET_ACT_SIGN) {
-        return vbslq_f32(vcltq_f32(y, zero), minus_one, one);
-    }
-    return y;
-}
-
 /* the 4 channels' output bits y < 0 (y = acc * m + a), as bits 0-3 */
 static inline uint32_t irnet_f32_sign4(float32x4_t acc, float32x4_t m, float32x4_t a)
 {
     static const uint32_t bit_values[4] = {1, 2, 4, 8};
-    const float32x4_t y = vaddq_f32(irnet_f32_mul4(acc, m), a);
+    const float32x4_t y = vaddq_f32(irnet_mul4(acc, m), a);
     return vaddvq_u32(vandq_u32(vcltq_f32(y, vdupq_n_f32(0.0f)), vld1q_u32(bit_values)));
 }
 
@@ -252,16 +229,16 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irn
                     for (ci = 0; ci < cin; ++ci) {
                         const float32x4_t x = vld1q_dup_f32(xt + ci);
                         const float32x4x4_t wv = vld1q_f32_x4(wt + ci * cout);
-                        acc[0] = vaddq_f32(acc[0], irnet_f32_mul4(x, wv.val[0]));
-                        acc[1] = vaddq_f32(acc[1], irnet_f32_mul4(x, wv.val[1]));
-                        acc[2] = vaddq_f32(acc[2], irnet_f32_mul4(x, wv.val[2]));
-                        acc[3] = vaddq_f32(acc[3], irnet_f32_mul4(x, wv.val[3]));
+                        acc[0] = vaddq_f32(acc[0], irnet_mul4(x, wv.val[0]));
+                        acc[1] = vaddq_f32(acc[1], irnet_mul4(x, wv.val[1]));
+                        acc[2] = vaddq_f32(acc[2], irnet_mul4(x, wv.val[2]));
+                        acc[3] = vaddq_f32(acc[3], irnet_mul4(x, wv.val[3]));
                     }
                 } else {
                     for (ci = 0; ci < cin; ++ci) {
                         const float32x4_t x = vld1q_dup_f32(xt + ci);
                         for (j = 0; j < nv; ++j) {
-                            acc[j] = vaddq_f32(acc[j], irnet_f32_mul4(x, vld1q_f32(wt + ci * cout + 4 * j)));
+                            acc[j] = vaddq_f32(acc[j], irnet_mul4(x, vld1q_f32(wt + ci * cout + 4 * j)));
                         }
                     }
                 }
@@ -272,7 +249,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irn
             if (bits != 0) {
                 bits[c / 32] |= irnet_f32_sign4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c)) << (c & 31);
             } else {
-                vst1q_f32(outs + c, irnet_f32_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
+                vst1q_f32(outs + c, irnet_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
             }
         }
         co += 4 * nv;
@@ -324,10 +301,10 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_store(const irn
             out_bits[(pixel0 + p) * out_words + co / 32] |= b << (co & 31);
         } else {
             float *o = out_f32 + (pixel0 + p) * prm->cout + co;
-            vst1q_f32(o, irnet_f32_finish4(y[0], m0, a0, act));
-            vst1q_f32(o + 4, irnet_f32_finish4(y[1], m1, a1, act));
-            vst1q_f32(o + 8, irnet_f32_finish4(y[2], m2, a2, act));
-            vst1q_f32(o + 12, irnet_f32_finish4(y[3], m3, a3, act));
+            vst1q_f32(o, irnet_finish4(y[0], m0, a0, act));
+            vst1q_f32(o + 4, irnet_finish4(y[1], m1, a1, act));
+            vst1q_f32(o + 8, irnet_finish4(y[2], m2, a2, act));
+            vst1q_f32(o + 12, irnet_finish4(y[3], m3, a3, act));
         }
     }
 }
@@ -474,16 +451,16 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
                             for (ci = 0; ci < cin; ++ci) {
                                 const float32x4_t x = vld1q_dup_f32(xt + ci);
                                 const float32x4x4_t wv = vld1q_f32_x4(wt + ci * cout);
-                                acc[0] = vaddq_f32(acc[0], irnet_f32_mul4(x, wv.val[0]));
-                                acc[1] = vaddq_f32(acc[1], irnet_f32_mul4(x, wv.val[1]));
-                                acc[2] = vaddq_f32(acc[2], irnet_f32_mul4(x, wv.val[2]));
-                                acc[3] = vaddq_f32(acc[3], irnet_f32_mul4(x, wv.val[3]));
+                                acc[0] = vaddq_f32(acc[0], irnet_mul4(x, wv.val[0]));
+                                acc[1] = vaddq_f32(acc[1], irnet_mul4(x, wv.val[1]));
+                                acc[2] = vaddq_f32(acc[2], irnet_mul4(x, wv.val[2]));
+                                acc[3] = vaddq_f32(acc[3], irnet_mul4(x, wv.val[3]));
                             }
                         } else {
                             for (ci = 0; ci < cin; ++ci) {
                                 const float32x4_t x = vld1q_dup_f32(xt + ci);
                                 for (j = 0; j < nv; ++j) {
-                                    acc[j] = vaddq_f32(acc[j], irnet_f32_mul4(x, vld1q_f32(wt + ci * cout + 4 * j)));
+                                    acc[j] = vaddq_f32(acc[j], irnet_mul4(x, vld1q_f32(wt + ci * cout + 4 * j)));
                                 }
                             }
                         }
@@ -494,7 +471,7 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
                     if (bits != 0) {
                         bits[c / 32] |= irnet_f32_sign4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c)) << (c & 31);
                     } else {
-                        vst1q_f32(outs + c, irnet_f32_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
+                        vst1q_f32(outs + c, irnet_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
                     }
                 }
                 co += 4 * nv;
