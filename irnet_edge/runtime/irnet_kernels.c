@@ -363,9 +363,12 @@ void irnet_shortcut_a(const float *in, int h, int w, int channels, int pad, floa
     for (oy = 0; oy < ho; ++oy) {
         for (ox = 0; ox < wo; ++ox) {
             float *dst = out + (oy * wo + ox) * cout;
+            /* memmove: in place, the output pixel may overlap its own input pixel */
+            memmove(dst + pad, in + ((2 * oy) * w + 2 * ox) * channels, (size_t)channels * sizeof(float));
             IRNET_SCALAR_LOOP
-            for (c = 0; c < cout; ++c) {
-                dst[c] = (c >= pad && c < pad + channels) ? in[((2 * oy) * w + 2 * ox) * channels + c - pad] : 0.0f;
+            for (c = 0; c < pad; ++c) {
+                dst[c] = 0.0f;
+                dst[pad + channels + c] = 0.0f;
             }
         }
     }

@@ -31,6 +31,26 @@ typedef struct {
     const float *mean, *std; /* [channels] */
 } irnet_normalize_params;
 
+/* What a convolution fuses into its output (docs/arithmetic.md, "Fused ops"); all zero: nothing.
+ * - residual (float output): out[i] = residual_act(y + residual[i]), y being the value after the op's own act (the
+ *   residual add of a ResNet block). residual may be out_f32 itself, the add in place: each element is read before
+ *   it is written, and by no other output.
+ * - sign (float output): the op also writes the bits of its final values (bit = value < 0), [ho][wo][ceil(cout /
+ *   32)] words: the sign-and-pack of the output for the binary convolution that follows.
+ * - pool (float or bits output): a pool x pool max-pool with stride pool and no padding of the output. ho and wo
+ *   are multiples of pool (rows and columns no window covers are not computed); the output is [ho / pool]
+ *   [wo / pool]. Each channel takes its window's values in row-major order: floats, best = the first, then
+ *   best = v where v > best (v < best where pool_min[c] != 0); bits, the AND of the words (the OR for channels whose
+ *   bit is set in pool_or). pool is never combined with residual or sign. */
+typedef struct {
+    const float *residual;         /* [ho][wo][cout] or null */
+    int residual_act;              /* IRNET_ACT_* after the residual add */
+    uint32_t *sign;                /* [ho][wo][ceil(cout / 32)] or null */
+    int pool;                      /* 0, or the max-pool's window and stride */
+    const uint8_t *pool_min;       /* [cout], float output (null: max everywhere) */
+    const uint32_t *pool_or;       /* [ceil(cout / 32)], bits output (null: AND everywhere) */
+} irnet_fusion;
+
 /* Float convolution, square kernel, symmetric zero padding, then the output transform
  * y = acc * mult[co] + add[co]: bits (y < 0 gives 1) when out_bits is not null, else act(y) as float. */
 typedef struct {
@@ -39,6 +59,7 @@ typedef struct {
     const float *weight;           /* [cout][k][k][cin] (portable), [k][k][cin][cout] (Cortex-M, NEON) */
     const float *mult, *add;       /* [cout] */
     int act;                       /* IRNET_ACT_*, float output only */
+    irnet_fusion fuse;
 } irnet_conv_f32_params;
 
 /* Binary convolution: dot = sum over taps of cin - 2 * popcount(x ^ w). Bits output: bit = dot < threshold[co];
@@ -54,6 +75,7 @@ typedef struct {
     int act;
     void *scratch;                 /* irnet_bconv_neon only: irnet_bconv_neon_scratch_bytes(p) bytes, 4-byte
                                     * aligned, used during the call only (null: it computes with irnet_bconv) */
+    irnet_fusion fuse;
 } irnet_bconv_params;
 
 /* k x k max-pool with stride k and no padding (the fast path of irnet_maxpool2d_bits) over bits: AND over the
@@ -119,7 +141,8 @@ void irnet_sign_pack(const float *in, int pixels, int channels, uint32_t *out);
 void irnet_avgpool(const float *in, int pixels, int channels, float *out);
 void irnet_add(const float *a, const float *b, int n, int act, float *out);
 void irnet_clamp(const float *in, int n, int act, float *out);
-/* ResNet option-A shortcut: stride-2 subsample, pad zero channels on both sides */
+/* ResNet option-A shortcut: stride-2 subsample, pad zero channels on both sides. out may be in itself when w is
+ * even and pad <= channels / 2 (every output pixel then ends before the input pixels still to be read) */
 void irnet_shortcut_a(const float *in, int h, int w, int channels, int pad, float *out);
 
 /* Cortex-M (irnet_kernels_cm.c, M-profile only): the same results as irnet_bconv and irnet_conv_f32 */
