@@ -57,6 +57,7 @@ class Op:
     attrs: dict = field(default_factory=dict)
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""  # the model layers it implements, for comments and error messages
+    sign: str = ""  # a bits tensor the op also writes: its output's sign, packed (a fused sign_pack)
 
 
 @dataclass
@@ -70,6 +71,15 @@ class Graph:
 
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]
+
+    def producers(self) -> dict[str, int]:
+        """tensor name -> index of the op that writes it (its output, or its sign output)."""
+        out = {}
+        for index, op in enumerate(self.ops):
+            out[op.output] = index
+            if op.sign:
+                out[op.sign] = index
+        return out
 
     def const_bytes(self) -> int:
         return sum(int(a.nbytes) for op in self.ops for a in op.consts.values())
