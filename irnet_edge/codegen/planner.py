@@ -10,6 +10,7 @@ op only, so it shares memory with tensors dead by then, never with the op's inpu
 """
 from dataclasses import dataclass
 
+from ..ir.fuse import inplace_input
 from ..ir.graph import Graph, Op
 
 ALIGN = 16  # bytes; wide enough for the NEON and Helium kernels
@@ -96,33 +97,52 @@ def scratch_name(index: int) -> str:
 
 def plan(graph: Graph, scratch: dict[int, int] | None = None) -> tuple[dict[str, Placement], int]:
     """(placements by tensor name, arena bytes). scratch: bytes by op index, placed as scratch_name(index),
-    alive during that op only (none by default: the portable and Cortex-M kernels need none)."""
+    alive during that op only (none by default: the portable and Cortex-M kernels need none).
+
+    In place: where an op's output may take over an input's memory (irnet_edge.ir.fuse.inplace_input: the
+    residual of a fused residual add, an add's operand, an option-A shortcut's input) and that input dies at
+    the op, the two share one buffer, which lives from the input's first op to the output's last."""
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     sizes: dict[str, int] = {}
+    owner: dict[str, str] = {}  # tensor -> the tensor whose buffer it uses
     for index, op in enumerate(graph.ops):
-        first[op.output] = index
-        last.setdefault(op.output, index)
-        sizes[op.output] = graph.tensor(op.output).nbytes
+        for name in (op.output, op.sign):
+            if name:
+                first[name] = index
+                last.setdefault(name, index)
+                sizes[name] = graph.tensor(name).nbytes
         for name in op.inputs:
             last[name] = index
+    for index, op in enumerate(graph.ops):
+        shared = inplace_input(graph, op)
+        if (shared is not None and shared != graph.input and op.output != graph.output and last[shared] == index
+                and shared not in op.inputs[:op.inputs.index(shared)] + op.inputs[op.inputs.index(shared) + 1:]):
+            owner[op.output] = owner.get(shared, shared)
+    buffers: dict[str, tuple[int, int, int]] = {}  # root -> (first, last, size)
+    for name in first:
+        if name in (graph.input, graph.output):
+            continue
+        root = owner.get(name, name)
+        b_first, b_last, b_size = buffers.get(root, (first[name], last[name], 0))
+        buffers[root] = (min(b_first, first[name]), max(b_last, last[name]), max(b_size, sizes[name]))
     for index, nbytes in sorted((scratch or {}).items()):
         if nbytes > 0:
-            name = scratch_name(index)
-            first[name] = last[name] = index
-            sizes[name] = nbytes
-    names = [n for n in first if n not in (graph.input, graph.output)]
-    names.sort(key=lambda n: (-sizes[n], first[n]))
+            buffers[scratch_name(index)] = (index, index, nbytes)
+    names = sorted(buffers, key=lambda n: (-buffers[n][2], buffers[n][0]))
     placed: dict[str, Placement] = {}
     for name in names:
-        size = _round_up(sizes[name])
+        b_first, b_last, b_size = buffers[name]
+        size = _round_up(b_size)
         live = sorted((p.offset, p.offset + p.size) for p in placed.values()
-                      if not (p.last < first[name] or last[name] < p.first))
+                      if not (p.last < b_first or b_last < p.first))
         offset = 0
         for start, end in live:
             if offset + size <= start:
                 break
             offset = max(offset, end)
-        placed[name] = Placement(offset, size, first[name], last[name])
+        placed[name] = Placement(offset, size, b_first, b_last)
+    for name, root in owner.items():
+        placed[name] = placed[root]
     arena = max((p.offset + p.size for p in placed.values()), default=0)
     return placed, arena

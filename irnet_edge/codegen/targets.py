@@ -4,6 +4,7 @@ checks those options against this table, for the command line and the Python API
 from dataclasses import dataclass
 
 from ..errors import IrnetEdgeError
+from ..ir.fuse import FUSIONS
 
 # Build files for the tools embedded people use (CMake, Zephyr, PlatformIO, Arduino), next to the C of every
 # target: docs/integration.md.
@@ -23,6 +24,9 @@ class Target:
     # which of "board", "cpu", "isa" the target takes, and which of those it needs
     options: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    # what its kernels fuse into a conv (irnet_edge.ir.fuse.FUSIONS); the NEON kernels pool on separate threads'
+    # pixel blocks, so a pool fused there would run the portable kernel: cortex-a keeps pools as ops
+    fusions: tuple[str, ...] = FUSIONS
 
 
 TARGETS = {t.name: t for t in (
@@ -37,7 +41,7 @@ TARGETS = {t.name: t for t in (
            "cross-compiles or builds on the board",
            kernels=(("bconv", "bconv_neon"), ("conv_f32", "conv_f32_neon"), ("sign_pack", "sign_pack_neon"),
                     ("add", "add_neon"), ("maxpool2d_f32", "maxpool2d_f32_neon")),
-           channels_last=(("conv_f32", "weight"),), options=("isa",), needs=("isa",)),
+           channels_last=(("conv_f32", "weight"),), options=("isa",), needs=("isa",), fusions=("residual", "sign")),
 )}
 
 

@@ -183,6 +183,20 @@ KERNELS = {
 }
 
 
+def fusion(y: torch.Tensor, ins: list[torch.Tensor], op: Op) -> torch.Tensor:
+    """What a conv fuses into its output y (docs/arithmetic.md, "Fused ops"), in this order: the residual add
+    and its activation, then the tiling max-pool. y: the conv's own output over all its positions; a fused pool
+    drops the rows and columns no window covers, as the C never computes them."""
+    if "residual_act" in op.attrs:
+        y = _act(y + ins[1], op.attrs["residual_act"])
+    if "pool" in op.attrs:
+        k = op.attrs["pool"]
+        window = Op("maxpool", op.name, [], "", {"k": k, "stride": k, "pad": 0},
+                    {"min_mask": op.consts.get("pool_min"), "or_mask": op.consts.get("pool_or")})
+        y = maxpool_bits(y, window) if y.dtype == torch.bool else maxpool_f32(y, window)
+    return y
+
+
 def run(graph: Graph, inputs: torch.Tensor, keep_all: bool = False) -> dict[str, torch.Tensor] | torch.Tensor:
     """inputs: uint8 (N, H, W, C). Returns the logits (N, classes) float32, or every tensor if keep_all."""
     values = {graph.input: inputs}
@@ -191,7 +205,10 @@ def run(graph: Graph, inputs: torch.Tensor, keep_all: bool = False) -> dict[str,
         for name in op.inputs:
             remaining[name] = remaining.get(name, 0) + 1
     for op in graph.ops:
-        values[op.output] = KERNELS[op.kind]([values[n] for n in op.inputs], op)
+        ins = [values[n] for n in op.inputs]
+        values[op.output] = fusion(KERNELS[op.kind](ins, op), ins, op)
+        if op.sign:  # a fused sign_pack
+            values[op.sign] = values[op.output] < 0
         if not keep_all:
             for name in op.inputs:
                 remaining[name] -= 1

@@ -1,0 +1,116 @@
+"""Fusion: the exported graph rewritten into fewer ops that compute the same bits (docs/arithmetic.md, "Fused ops").
+
+The exporter's graph is the oracle; a target's C runs the fused graph, and the reference executor runs either
+(tests hold the two equal). Three rewrites, each only where the arithmetic stays the same value for value:
+- pool: a conv (conv_f32 or bconv) whose only consumer is a max-pool with windows that tile the map (stride =
+  kernel, no padding) computes only the outputs some window covers and pools them as it goes;
+- residual: a conv with float output whose only consumer is a residual add takes the add's other operand and its
+  activation, and runs where the add ran (after the shortcut is computed); its output may then reuse the
+  shortcut's memory (the planner decides);
+- sign: a conv with float output (with or without a fused residual) whose output is packed by a sign_pack also
+  writes those bits.
+"""
+from dataclasses import replace
+
+from .graph import Graph, Op
+
+FUSIONS = ("pool", "residual", "sign")
+_CONVS = ("conv_f32", "bconv")
+
+
+def _consumers(graph: Graph) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for index, op in enumerate(graph.ops):
+        for name in op.inputs:
+            out.setdefault(name, []).append(index)
+    return out
+
+
+def _plain_conv(op: Op) -> bool:
+    """A conv with nothing fused into it yet."""
+    return op.kind in _CONVS and "pool" not in op.attrs and "residual_act" not in op.attrs and not op.sign
+
+
+def _tiling_pool(op: Op) -> bool:
+    if op.kind not in ("maxpool_f32", "maxpool_bits"):
+        return False
+    k = op.attrs["k"]
+    return op.attrs.get("stride", k) == k and op.attrs.get("pad", 0) == 0
+
+
+def _fuse_pools(graph: Graph) -> list[Op]:
+    consumers, ops = _consumers(graph), list(graph.ops)
+    for index, op in enumerate(graph.ops):
+        users = consumers.get(op.output, [])
+        if not _plain_conv(op) or len(users) != 1 or op.output == graph.output:
+            continue
+        pool = graph.ops[users[0]]
+        if not _tiling_pool(pool):
+            continue
+        mask = {"pool_min": pool.consts["min_mask"]} if pool.kind == "maxpool_f32" else {
+            "pool_or": pool.consts["or_mask"]}
+        ops[index] = replace(op, output=pool.output, attrs={**op.attrs, "pool": pool.attrs["k"]},
+                             consts={**op.consts, **mask}, source=f"{op.source}; {pool.source}")
+        ops[users[0]] = None
+    return [op for op in ops if op is not None]
+
+
+def _fuse_residuals(graph: Graph) -> list[Op]:
+    consumers, ops = _consumers(graph), list(graph.ops)
+    for index, op in enumerate(graph.ops):
+        users = consumers.get(op.output, [])
+        if (not _plain_conv(op) or op.attrs.get("out") != "f32" or len(users) != 1 or op.output == graph.output
+                or ops[users[0]] is not graph.ops[users[0]] or graph.ops[users[0]].kind != "add"):
+            continue  # (an add already taken by its other operand's conv is not the original op any more)
+        add = graph.ops[users[0]]
+        other = [name for name in add.inputs if name != op.output]
+        if len(other) != 1:  # x + x
+            continue
+        ops[users[0]] = replace(op, inputs=[*op.inputs, other[0]], output=add.output,
+                                attrs={**op.attrs, "residual_act": add.attrs["act"]},
+                                source=f"{op.source}; {add.source}")
+        ops[index] = None
+    return [op for op in ops if op is not None]
+
+
+def _fuse_signs(graph: Graph) -> list[Op]:
+    producers, ops = graph.producers(), list(graph.ops)
+    for index, op in enumerate(graph.ops):
+        if op.kind != "sign_pack" or op.inputs[0] == graph.input:
+            continue
+        maker_index = producers[op.inputs[0]]
+        maker = ops[maker_index]
+        if (maker is None or maker.kind not in _CONVS or maker.attrs.get("out") != "f32" or "pool" in maker.attrs
+                or maker.sign or op.output == graph.output):
+            continue
+        ops[maker_index] = replace(maker, sign=op.output, source=f"{maker.source}; {op.source}")
+        ops[index] = None
+    return [op for op in ops if op is not None]
+
+
+def fuse(graph: Graph, fusions: tuple[str, ...] = FUSIONS) -> Graph:
+    """The graph with the named fusions applied (any of FUSIONS, in that order); the same tensors, fewer ops.
+    Applying it to a fused graph changes nothing."""
+    out = replace(graph, ops=list(graph.ops))
+    for name, rewrite in (("pool", _fuse_pools), ("residual", _fuse_residuals), ("sign", _fuse_signs)):
+        if name in fusions:
+            out = replace(out, ops=rewrite(out))
+    used = {graph.input, out.output} | {n for op in out.ops for n in (*op.inputs, op.output, op.sign) if n}
+    out.tensors = {name: t for name, t in graph.tensors.items() if name in used}
+    return out
+
+
+def inplace_input(graph: Graph, op: Op) -> str | None:
+    """The input whose memory op's output may take over when that input dies at op (docs/arithmetic.md, "Fused
+    ops"): the residual of a fused residual add (each element is read before it is written), either operand of an
+    add, and the input of an option-A shortcut whose output pixels end before the input pixels still to be read
+    (even width, pad <= channels / 2: irnet_shortcut_a's in-place condition)."""
+    if op.kind in _CONVS and "residual_act" in op.attrs:
+        return op.inputs[1]
+    if op.kind == "add":
+        return op.inputs[0]
+    if op.kind == "shortcut_a":
+        src = graph.tensor(op.inputs[0])
+        if src.width % 2 == 0 and 2 * op.attrs["pad"] <= src.channels:
+            return op.inputs[0]
+    return None
