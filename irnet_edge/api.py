@@ -249,11 +249,9 @@ class CompiledModel:
     @property
     def arena_bytes(self) -> int:
         """Bytes of the static activation arena (RAM) the generated C of the host and cortex-m targets uses, as
-        planned exactly. The cortex-a C also places its NEON binary convolutions' scratch there: ``save(...,
-        target="cortex-a")`` returns that arena in its manifest ("arena_bytes")."""
-        from .codegen.planner import plan
-
-        return int(plan(self.graph)[1])
+        planned exactly (fused ops, tensors in place). The cortex-a C also places its NEON binary convolutions'
+        scratch there: ``plan(target="cortex-a")`` gives that arena."""
+        return self.plan().arena
 
     @property
     def weight_bytes(self) -> int:
@@ -303,6 +301,16 @@ class CompiledModel:
         shape = self.input_shape
         title = f"{self.name}: input {'x'.join(map(str, shape))}, {self.num_classes} classes"
         return format_summary(summarize(self.checkpoint.build(), shape), title)
+
+    def plan(self, target: str = "host"):
+        """The memory plan of target's C (``irnet-edge codegen --plan`` prints it): a Schedule with ``graph`` (the
+        fused ops the C runs), ``placements`` (tensor name -> offset, size in bytes, first and last op index),
+        ``arena`` (bytes), ``scratch`` (op index -> bytes) and ``format(title)``. Raises IrnetEdgeError for an
+        unknown target."""
+        from .codegen import get_target
+        from .codegen.schedule import schedule
+
+        return schedule(self.graph, get_target(target))
 
     def save(self, directory, target: str = "host", prefix: str | None = None, force: bool = False,
              selftest_input=None, data_dir=None) -> dict:

@@ -182,7 +182,8 @@ _TARGET_HELP = "What the C is for: portable C (host), Cortex-M kernels, or NEON 
 @main.command(epilog=_examples(
     "irnet-edge codegen runs/m4/model.pt --out generated",
     "irnet-edge codegen runs/m4/model.pt --target cortex-m --out generated --prefix net",
-    "irnet-edge codegen runs/m4/model.pt --target cortex-a --out generated --force"))
+    "irnet-edge codegen runs/m4/model.pt --target cortex-a --out generated --force",
+    "irnet-edge codegen runs/m4/model.pt --target cortex-m --out generated --plan"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--target", type=click.Choice(TARGETS), default="host", show_default=True, help=_TARGET_HELP)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -191,7 +192,10 @@ _TARGET_HELP = "What the C is for: portable C (host), Cortex-M kernels, or NEON 
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the model's dataset is: its first test image becomes the self-test input.")
-def codegen(checkpoint, target, out_dir, prefix, force, data_dir):
+@click.option("--plan", "show_plan", is_flag=True,
+              help="Also print the memory plan: the ops the C runs (with what each fuses) and every tensor's arena "
+                   "offset, bytes, lifetime and the tensor whose memory it takes over in place.")
+def codegen(checkpoint, target, out_dir, prefix, force, data_dir, show_plan):
     """Generate C99 for a trained model: src/NAME.{h,c}, its weights and self-test, the irnet runtime in
     src/irnet/, build files (Makefile, CMake, Zephyr, PlatformIO, Arduino) and manifest.json."""
     from .api import convert
@@ -213,6 +217,9 @@ def codegen(checkpoint, target, out_dir, prefix, force, data_dir):
     click.echo(f"wrote {len(files)} files to {out_dir}: {', '.join(sorted(files))}")
     click.echo(f"{len(manifest['ops'])} ops; weights {manifest['weight_bytes']:,} bytes (flash); "
                f"arena {manifest['arena_bytes']:,} bytes (RAM, planned exactly)")
+    if show_plan:
+        click.echo("")
+        click.echo(model.plan(target).format(f"memory plan of {model.name} for {target}"))
 
 
 def _deprecated_arch(ctx, param, value):

@@ -10,7 +10,7 @@ from ..errors import IrnetEdgeError
 from ..ir.graph import Graph
 from ..names import board_names, cpu_names  # noqa: F401 (cpu_names re-exported with the presets)
 from ..resources import asset_dir
-from .planner import plan
+from .schedule import schedule
 from .render import check_prefix, format_array, render, render_dir
 from .targets import get_target
 
@@ -164,7 +164,7 @@ class Budget:
 
 
 def check_fit(graph: Graph, board: Board, samples: int) -> Budget:
-    _, arena = plan(graph)
+    arena = schedule(graph, get_target("cortex-m")).arena
     inp = graph.tensor(graph.input)
     budget = Budget(weights=graph.const_bytes(), samples=samples * (inp.nbytes + 1), arena=arena,
                     stack=board.stack_bytes, buffers=inp.nbytes + 1024)
