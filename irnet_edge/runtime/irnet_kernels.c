@@ -23,16 +23,68 @@ void irnet_normalize(const irnet_normalize_params *prm, const uint8_t *in, float
     }
 }
 
+/* Where a convolution's fused ops (irnet_fusion) put output pixel (oy, ox): the pooled pixel and whether this
+ * pixel is the first of its window (row-major), else the pixel itself */
+static int irnet_fused_pixel(const irnet_fusion *f, int oy, int ox, int wo, int *first)
+{
+    if (f->pool != 0) {
+        const int py = oy / f->pool, px = ox / f->pool;
+        *first = oy == py * f->pool && ox == px * f->pool;
+        return py * (wo / f->pool) + px;
+    }
+    *first = 1;
+    return oy * wo + ox;
+}
+
+/* Value y (after the op's act) of channel co at output pixel 'pixel' (from irnet_fused_pixel): residual add and
+ * sign bit, or the pool's running value, or the plain store */
+static void irnet_fused_f32(const irnet_fusion *f, int pixel, int first, int co, int cout, float y, float *out)
+{
+    float *dst = out + pixel * cout + co;
+    if (f->pool != 0) {
+        if (first || (f->pool_min != 0 && f->pool_min[co] ? y < *dst : y > *dst)) {
+            *dst = y;
+        }
+        return;
+    }
+    if (f->residual != 0) {
+        y = irnet_activate(y + f->residual[pixel * cout + co], f->residual_act);
+    }
+    *dst = y;
+    if (f->sign != 0) {
+        const int words = (cout + 31) / 32;
+        uint32_t *s = f->sign + pixel * words + co / 32;
+        const uint32_t bit = (uint32_t)(y < 0.0f) << (co & 31);
+        *s = (co & 31) == 0 ? bit : *s | bit;
+    }
+}
+
+/* One finished bits word of output pixel 'pixel': stored, or pooled into the pooled pixel's word */
+static void irnet_fused_word(const irnet_fusion *f, int pixel, int first, int index, int out_words, uint32_t word,
+                             uint32_t *out)
+{
+    uint32_t *dst = out + pixel * out_words + index;
+    if (f->pool != 0 && !first) {
+        const uint32_t or_mask = f->pool_or != 0 ? f->pool_or[index] : 0u;
+        word = (*dst & word & ~or_mask) | ((*dst | word) & or_mask);
+    }
+    *dst = word;
+}
+
 void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
+    const irnet_fusion *fuse = &prm->fuse;
+    const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
     int oy, ox, co, ky, kx, ci;
     for (oy = 0; oy < ho; ++oy) {
         for (ox = 0; ox < wo; ++ox) {
             uint32_t word = 0;
+            int first = 1;
+            const int pixel = fused ? irnet_fused_pixel(fuse, oy, ox, wo, &first) : 0;
             for (co = 0; co < cout; ++co) {
                 float acc = 0.0f;
                 float y;
@@ -66,9 +118,15 @@ void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t 
                         word |= 1u << (co & 31);
                     }
                     if ((co & 31) == 31 || co == cout - 1) {
-                        out_bits[(oy * wo + ox) * out_words + co / 32] = word;
+                        if (fused) {
+                            irnet_fused_word(fuse, pixel, first, co / 32, out_words, word, out_bits);
+                        } else {
+                            out_bits[(oy * wo + ox) * out_words + co / 32] = word;
+                        }
                         word = 0;
                     }
+                } else if (fused) {
+                    irnet_fused_f32(fuse, pixel, first, co, cout, irnet_activate(y, act), out_f32);
                 } else {
                     out_f32[(oy * wo + ox) * cout + co] = irnet_activate(y, act);
                 }
@@ -86,10 +144,14 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
     const float *mult = prm->mult, *add = prm->add;
     const int words = (cin + 31) / 32;
     const int out_words = (cout + 31) / 32;
+    const irnet_fusion *fuse = &prm->fuse;
+    const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
     int oy, ox, co, ky, kx, i;
     for (oy = 0; oy < ho; ++oy) {
         for (ox = 0; ox < wo; ++ox) {
             uint32_t word = 0;
+            int first = 1;
+            const int pixel = fused ? irnet_fused_pixel(fuse, oy, ox, wo, &first) : 0;
             for (co = 0; co < cout; ++co) {
                 int32_t dot = 0;
                 for (ky = 0; ky < k; ++ky) {
@@ -120,14 +182,22 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
                         word |= 1u << (co & 31);
                     }
                     if ((co & 31) == 31 || co == cout - 1) {
-                        out_bits[(oy * wo + ox) * out_words + co / 32] = word;
+                        if (fused) {
+                            irnet_fused_word(fuse, pixel, first, co / 32, out_words, word, out_bits);
+                        } else {
+                            out_bits[(oy * wo + ox) * out_words + co / 32] = word;
+                        }
                         word = 0;
                     }
                 } else {
                     float y = (float)dot * mult[co];
                     IRNET_FENCE(y);
                     y = y + add[co];
-                    out_f32[(oy * wo + ox) * cout + co] = irnet_activate(y, act);
+                    if (fused) {
+                        irnet_fused_f32(fuse, pixel, first, co, cout, irnet_activate(y, act), out_f32);
+                    } else {
+                        out_f32[(oy * wo + ox) * cout + co] = irnet_activate(y, act);
+                    }
                 }
             }
         }
