@@ -52,10 +52,11 @@ class Schedule:
 
 
 def schedule(graph: Graph, target: Target) -> Schedule:
-    """The fused graph of target (its `fusions`) with its scratch and memory plan."""
+    """The fused graph of target (its `fusions`; none for a graph marked unfused) with its scratch and memory
+    plan."""
     from .render import _kernel_kind
 
-    fused = fuse(graph, target.fusions)
+    fused = fuse(graph, () if graph.unfused else target.fusions)
     kernels = dict(target.kernels)
     scratch = {i: op_scratch(fused, op, kernels.get(_kernel_kind(op), "")) for i, op in enumerate(fused.ops)}
     placements, arena = plan(fused, scratch)

@@ -68,6 +68,8 @@ class Graph:
     output: str
     tensors: dict[str, Tensor] = field(default_factory=dict)
     ops: list[Op] = field(default_factory=list)
+    # True: the C runs every op as it stands, no fusion (the float32 baseline, which prices the network op by op)
+    unfused: bool = False
 
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]
