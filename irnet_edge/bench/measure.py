@@ -21,6 +21,7 @@ from ..errors import IrnetEdgeError
 from ..ir import reference
 from ..ir.baseline import float_baseline
 from ..ir.graph import Graph, Op
+from ..ir.ops import get as get_op
 from ..verify import host, qemu, toolchain
 from ..verify.deployment import Deployment
 from . import m4_cycles
@@ -112,12 +113,9 @@ class BenchResult:
 
 
 def macs(graph: Graph, op: Op) -> tuple[int, int]:
-    """(binary, float) multiply-accumulates of an op, nominal: every tap of every output, padding included."""
-    if op.kind not in ("bconv", "conv_f32"):
-        return 0, 0
-    out, cin = graph.tensor(op.output), graph.tensor(op.inputs[0]).channels
-    count = out.height * out.width * out.channels * op.attrs["k"] ** 2 * cin
-    return (count, 0) if op.kind == "bconv" else (0, count)
+    """(binary, float) multiply-accumulates of an op, nominal: every tap of every computed output, padding
+    included (ir/ops.py's accounting of its kind)."""
+    return get_op(op.kind).macs(graph, op)
 
 
 def _tool_version(cc: str) -> str:

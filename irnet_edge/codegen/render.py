@@ -14,6 +14,7 @@ import torch
 
 from .. import __version__
 from ..errors import IrnetEdgeError
+from ..ir import ops
 from ..ir.graph import Graph, Op
 from ..resources import asset_dir
 from .planner import op_scratch, plan, scratch_name
@@ -153,87 +154,68 @@ def c_string(text: str) -> str:
 FILTERS = {"c_comment": c_comment, "c_string": c_string, "line_comment": line_comment}
 
 
-# op kind -> (params struct, fields in order, [(call argument, view)...]); fields name graph facts (input map,
-# output map, attrs, consts); views: "in" / "in2" / "out" pointers into the arena, typed f (float) or u (bits)
-_PARAMS = {
-    "normalize": ("irnet_normalize_params", ("pixels", "channels", "c:mean", "c:std")),
-    "conv_f32": ("irnet_conv_f32_params", ("h", "w", "cin", "cout", "a:k", "a:stride", "a:pad", "ho", "wo",
-                                           "c:weight", "c:mult", "c:add", "act")),
-    "bconv": ("irnet_bconv_params", ("h", "w", "cin", "cout", "a:k", "a:stride", "a:pad", "a:pad_one", "ho",
-                                     "wo", "c:weight", "c:threshold", "c:mult", "c:add", "act")),
-    "maxpool_bits": ("irnet_maxpool_bits_params", ("w", "channels", "a:k", "ho", "wo", "c:or_mask")),
-    "maxpool_f32": ("irnet_maxpool_f32_params", ("w", "channels", "a:k", "ho", "wo", "c:min_mask")),
-    "maxpool2d_bits": ("irnet_maxpool2d_bits_params", ("h", "w", "channels", "a:k", "a:stride", "a:pad", "ho", "wo",
-                                                       "c:or_mask")),
-    "maxpool2d_f32": ("irnet_maxpool2d_f32_params", ("h", "w", "channels", "a:k", "a:stride", "a:pad", "ho", "wo",
-                                                     "c:min_mask")),
-    "avgpool2d": ("irnet_avgpool2d_params", ("h", "w", "channels", "a:k", "a:stride", "a:pad", "ho", "wo",
-                                             "a:divisor")),
-    "affine": ("irnet_affine_params", ("pixels", "channels", "c:mult", "c:add", "act")),
-}
-
-
 def _kernel_kind(op: Op) -> str:
-    """The runtime function family of an op: a max-pool whose windows tile the map (stride = kernel, no padding)
-    keeps its fast kernel (and the C of models made before overlapping pooling, byte for byte); any other
-    max-pool calls the windowed one."""
-    if op.kind in ("maxpool_bits", "maxpool_f32"):
-        k = op.attrs["k"]
-        if op.attrs.get("stride", k) != k or op.attrs.get("pad", 0) != 0:
-            return op.kind.replace("maxpool_", "maxpool2d_")
-    return op.kind
+    """The runtime function family of an op (a target's kernels replace families, not kinds): a max-pool whose
+    windows tile the map keeps its fast kernel, any other max-pool calls the windowed one."""
+    return ops.get(op.kind).call(op).function
+
+
+def _present(op: Op, spec: str) -> bool:
+    """Whether op has the value a fused field names (ir/ops.py's value specs)."""
+    if spec == "in1":
+        return len(op.inputs) > 1
+    if spec == "sign":
+        return bool(op.sign)
+    source, _, name = spec.partition(":")
+    return name in (op.consts if source == "c" else op.attrs)
 
 
 def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict, scratch: str = "") -> dict:
-    """The op's parameter struct (C initializer) and its call, as text; scratch: the pointer to the op's scratch in
-    the arena, where its kernel takes one (irnet_bconv_neon)."""
+    """The op's parameter struct (C initializer) and its call, as text, from its registered CCall (ir/ops.py);
+    scratch: the pointer to the op's scratch in the arena, where its kernel takes one (irnet_bconv_neon).
+    Raises IrnetEdgeError for an unregistered kind, or a params pointer that is not an address constant."""
+    definition = ops.get(op.kind)
+    c = definition.call(op)
     src, out = graph.tensor(op.inputs[0]), graph.tensor(op.output)
-    facts = {"h": src.height, "w": src.width, "cin": src.channels, "channels": src.channels,
-             "pixels": src.height * src.width, "ho": out.height, "wo": out.width, "cout": out.channels,
-             "act": f"IRNET_{_ACT_MACRO[op.attrs.get('act', 'none')]}"}
+    known = ops.facts(graph, op)
     view = {"f32": "f", "bits": "u", "u8": "u"}
-    x = pointer(op.inputs[0], view[src.kind])
-    y_bits = pointer(op.output, "u") if out.kind == "bits" else "0"
-    y_f32 = pointer(op.output, "f") if out.kind == "f32" else "0"
-    kind = _kernel_kind(op)
-    function = f"irnet_{kernels.get(kind, kind)}"
+
+    def value(spec: str):
+        if spec in known:
+            return known[spec]
+        if spec in ("in", "in1"):
+            name = op.inputs[0 if spec == "in" else 1]
+            return pointer(name, view[graph.tensor(name).kind])
+        if spec in ("out_bits", "out_f32"):
+            return pointer(op.output, view[out.kind]) if out.kind == spec[4:] else "0"
+        if spec == "sign":
+            return pointer(op.sign, "u")
+        source, _, name = spec.partition(":")
+        if source == "a":
+            return int(op.attrs[name])
+        if source == "act":
+            return f"IRNET_{_ACT_MACRO[op.attrs.get(name, 'none')]}"
+        return f"{prefix}_{op.name}_{name}" if name in op.consts else "0"
+
+    function = f"irnet_{kernels.get(c.function, c.function)}"
+    args = [str(value(spec)) for spec in c.args]
     params = None
-    if kind in _PARAMS:
-        struct, fields = _PARAMS[kind]
-        values = []
-        for field in fields:
-            if field.startswith("a:"):
-                value = int(op.attrs[field[2:]])
-            elif field.startswith("c:"):
-                value = f"{prefix}_{op.name}_{field[2:]}" if field[2:] in op.consts else "0"
-            else:
-                value = facts[field]
-            values.append(f".{field.split(':')[-1]} = {value}")
+    if c.struct:
+        fields = [*c.fields, *((member, spec) for member, spec in c.fused if _present(op, spec))]
+        values = [f".{member} = {value(spec)}" for member, spec in fields]
         if scratch:
-            values.append(f".scratch = {scratch}")
-        params = {"struct": struct, "name": f"{prefix}_op{index}", "init": ", ".join(values)}
-        args = {"normalize": [x, y_f32], "conv_f32": [x, y_bits, y_f32], "bconv": [x, y_bits, y_f32],
-                "maxpool_bits": [x, y_bits], "maxpool_f32": [x, y_f32], "maxpool2d_bits": [x, y_bits],
-                "maxpool2d_f32": [x, y_f32], "avgpool2d": [x, y_f32], "affine": [x, y_f32]}[kind]
-        call = f"{function}(&{params['name']}, {', '.join(args)});"
-    elif op.kind == "sign_pack":
-        call = f"{function}({x}, {facts['pixels']}, {src.channels}, {y_bits});"
-    elif op.kind == "avgpool":
-        call = f"{function}({x}, {facts['pixels']}, {src.channels}, {y_f32});"
-    elif op.kind == "add":
-        call = (f"{function}({x}, {pointer(op.inputs[1], 'f')}, {out.channels * out.height * out.width}, "
-                f"{facts['act']}, {y_f32});")
-    elif op.kind == "clamp":
-        call = f"{function}({x}, {out.channels * out.height * out.width}, {facts['act']}, {y_f32});"
-    elif op.kind == "shortcut_a":
-        call = f"{function}({x}, {src.height}, {src.width}, {src.channels}, {int(op.attrs['pad'])}, {y_f32});"
-    else:
-        raise IrnetEdgeError(f"op {op.name} ({op.kind}) has no C kernel")
+            values.insert(len(c.fields), f".scratch = {scratch}")
+        for text in values:
+            if text.endswith((" = input", " = logits")):  # the caller's buffers: no static initializer holds them
+                raise IrnetEdgeError(f"op {op.name} ({op.kind}) needs the model's input or output in its "
+                                     f"parameters ({text.strip()}), which codegen cannot place there")
+        params = {"struct": c.struct, "name": f"{prefix}_op{index}", "init": ", ".join(values)}
+        args.insert(0, f"&{params['name']}")
     return {"index": index, "kind": op.kind, "source": c_comment(op.source),
             "shape_in": src.describe(), "shape_out": out.describe(),
-            "const_bytes": sum(int(a.nbytes) for a in op.consts.values()),
-            "params": params, "call": call, "out_ptr": y_f32 if out.kind == "f32" else y_bits,
-            "out_bytes": out.nbytes}
+            "const_bytes": definition.const_bytes(op),
+            "params": params, "call": f"{function}({', '.join(args)});",
+            "out_ptr": value("out_f32") if out.kind == "f32" else value("out_bits"), "out_bytes": out.nbytes}
 
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
@@ -295,7 +277,7 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
     selftest_input = np.ascontiguousarray(selftest_input, dtype=np.uint8).reshape(inp.height, inp.width,
                                                                                  inp.channels)
     expected = reference.run(graph, torch.from_numpy(selftest_input[None].copy()))[0].numpy()
-    const_bytes = graph.const_bytes()
+    const_bytes = ops.weight_bytes(graph)
     banner = (f"/* Generated by irnet-edge {__version__} from checkpoint sha256:{checkpoint_sha256}."
               " Do not edit. */")
     ctx = {
@@ -330,7 +312,7 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
                  "arena_offset": placements[op.output].offset if op.output in placements else None,
                  "scratch_bytes": scratch[i],
                  "scratch_offset": placements[scratch_name(i)].offset if scratch[i] else None,
-                 "const_bytes": sum(int(a.nbytes) for a in op.consts.values())}
+                 "const_bytes": ops.get(op.kind).const_bytes(op)}
                 for i, op in enumerate(graph.ops)],
     }
     manifest["files"] = sorted([*files, "manifest.json"])
