@@ -203,9 +203,10 @@ static void irnet_conv_block4_any(const float *in, const float *weight, int w, i
 #if defined(__aarch64__)
 /* Output pixel (oy, ox), channels co_first..cout - 1, one pixel at a time (its bits word(s) already cleared) */
 static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irnet_conv_f32_params *prm,
-    const float *in, uint32_t *bits, float *outs,
+    const float *in, uint32_t *bits, float *outs, const float *res,
     int oy, int ox, int co_first)
 {
+    const int residual_act = prm->fuse.residual_act;
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, act = prm->act;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
@@ -249,7 +250,11 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irn
             if (bits != 0) {
                 bits[c / 32] |= irnet_f32_sign4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c)) << (c & 31);
             } else {
-                vst1q_f32(outs + c, irnet_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
+                float32x4_t z = irnet_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act);
+                if (res != 0) {
+                    z = irnet_act4(vaddq_f32(z, vld1q_f32(res + c)), residual_act);
+                }
+                vst1q_f32(outs + c, z);
             }
         }
         co += 4 * nv;
@@ -275,7 +280,8 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irn
         if (bits != 0) {
             bits[co / 32] |= (uint32_t)(y < 0.0f) << (co & 31);
         } else {
-            outs[co] = irnet_activate(y, act);
+            y = irnet_activate(y, act);
+            outs[co] = res != 0 ? irnet_activate(y + res[co], residual_act) : y;
         }
     }
 }
@@ -285,7 +291,8 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irn
 /* Output transform of 16 channels co.. of np output pixels pixel0.. from their sums acc[4 * p + j]; mult and add
  * loaded once. Called with a constant act (with act known only at run time, each vector would branch on it). */
 static inline __attribute__((always_inline)) void irnet_conv_f32_store(const irnet_conv_f32_params *prm,
-    const float32x4_t *acc, int np, long pixel0, int co, uint32_t *out_bits, float *out_f32, int act)
+    const float32x4_t *acc, int np, long pixel0, int co, uint32_t *out_bits, float *out_f32, int act,
+    const float *res, int residual_act)
 {
     const int out_words = (prm->cout + 31) / 32;
     const float32x4_t m0 = vld1q_f32(prm->mult + co), m1 = vld1q_f32(prm->mult + co + 4);
@@ -301,10 +308,19 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_store(const irn
             out_bits[(pixel0 + p) * out_words + co / 32] |= b << (co & 31);
         } else {
             float *o = out_f32 + (pixel0 + p) * prm->cout + co;
-            vst1q_f32(o, irnet_finish4(y[0], m0, a0, act));
-            vst1q_f32(o + 4, irnet_finish4(y[1], m1, a1, act));
-            vst1q_f32(o + 8, irnet_finish4(y[2], m2, a2, act));
-            vst1q_f32(o + 12, irnet_finish4(y[3], m3, a3, act));
+            float32x4_t z0 = irnet_finish4(y[0], m0, a0, act), z1 = irnet_finish4(y[1], m1, a1, act);
+            float32x4_t z2 = irnet_finish4(y[2], m2, a2, act), z3 = irnet_finish4(y[3], m3, a3, act);
+            if (res != 0) { /* read before written: res may be out_f32 */
+                const float32x4x4_t r = vld1q_f32_x4(res + (pixel0 + p) * prm->cout + co);
+                z0 = irnet_act4(vaddq_f32(z0, r.val[0]), residual_act);
+                z1 = irnet_act4(vaddq_f32(z1, r.val[1]), residual_act);
+                z2 = irnet_act4(vaddq_f32(z2, r.val[2]), residual_act);
+                z3 = irnet_act4(vaddq_f32(z3, r.val[3]), residual_act);
+            }
+            vst1q_f32(o, z0);
+            vst1q_f32(o + 4, z1);
+            vst1q_f32(o + 8, z2);
+            vst1q_f32(o + 12, z3);
         }
     }
 }
@@ -312,14 +328,17 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_store(const irn
 static void irnet_conv_f32_store_any(const irnet_conv_f32_params *prm, const float32x4_t *acc, int np, long pixel0,
     int co, uint32_t *out_bits, float *out_f32)
 {
-    if (out_bits != 0 || prm->act == IRNET_ACT_NONE) {
-        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_NONE);
+    if (out_bits == 0 && prm->fuse.residual != 0) {
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, 0, out_f32, prm->act, prm->fuse.residual,
+                             prm->fuse.residual_act);
+    } else if (out_bits != 0 || prm->act == IRNET_ACT_NONE) {
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_NONE, 0, 0);
     } else if (prm->act == IRNET_ACT_HARDTANH) {
-        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_HARDTANH);
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_HARDTANH, 0, 0);
     } else if (prm->act == IRNET_ACT_RELU) {
-        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_RELU);
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, IRNET_ACT_RELU, 0, 0);
     } else {
-        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, prm->act);
+        irnet_conv_f32_store(prm, acc, np, pixel0, co, out_bits, out_f32, prm->act, 0, 0);
     }
 }
 #endif
@@ -347,7 +366,9 @@ static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in
     }
     if (co < prm->cout) {
         irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
-                             out_f32 != 0 ? out_f32 + pixel * prm->cout : 0, oy, ox, co);
+                             out_f32 != 0 ? out_f32 + pixel * prm->cout : 0,
+                             out_f32 != 0 && prm->fuse.residual != 0 ? prm->fuse.residual + pixel * prm->cout : 0,
+                             oy, ox, co);
     }
 }
 #endif
@@ -390,7 +411,9 @@ static void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm, const f
             for (p = 0; p < 4; ++p) {
                 const long pixel = (long)oy * wo + ox + p;
                 irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
-                                     out_f32 != 0 ? out_f32 + pixel * cout : 0, oy, ox + p, blocked);
+                                     out_f32 != 0 ? out_f32 + pixel * cout : 0,
+                                     out_f32 != 0 && prm->fuse.residual != 0 ? prm->fuse.residual + pixel * cout : 0,
+                                     oy, ox + p, blocked);
             }
         }
     }
@@ -400,16 +423,56 @@ static void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm, const f
 }
 #endif
 
+/* The fused sign of a finished output row (its thread's): bit = value < 0, as irnet_sign_pack; 4 channels per
+ * compare on aarch64 (IEEE). The other channels decide on the float's bits, as unsigned the negative non-zero
+ * numbers 0x80000001..0xFF800000: clang vectorizes a loop of float compares into armv7 NEON ones, which flush
+ * subnormals to zero. */
+static void irnet_row_signs(const float *x, int pixels, int cout, uint32_t *out)
+{
+    const int words = (cout + 31) / 32;
+    int p, i, c;
+#if defined(__aarch64__)
+    static const uint32_t bit_values[4] = {1, 2, 4, 8};
+    const uint32x4_t weights = vld1q_u32(bit_values);
+#endif
+    for (p = 0; p < pixels; ++p, x += cout, out += words) {
+        for (i = 0; i < words; ++i) {
+            const int end = cout - 32 * i < 32 ? cout : 32 * i + 32;
+            uint32_t word = 0;
+            c = 32 * i;
+#if defined(__aarch64__)
+            for (; c + 4 <= end; c += 4) {
+                word |= vaddvq_u32(vandq_u32(vcltq_f32(vld1q_f32(x + c), vdupq_n_f32(0.0f)), weights)) << (c & 31);
+            }
+#endif
+            for (; c < end; ++c) {
+                uint32_t b;
+                memcpy(&b, x + c, sizeof b);
+                word |= (uint32_t)(b - 0x80000001u <= 0x7F7FFFFFu) << (c & 31);
+            }
+            out[i] = word;
+        }
+    }
+}
+
 void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
+    /* the fused ops of a float output (a pool goes to the portable kernel) */
+    const float *const residual = out_bits != 0 ? 0 : prm->fuse.residual;
+    uint32_t *const sign = out_bits != 0 ? 0 : prm->fuse.sign;
+    const int residual_act = prm->fuse.residual_act;
 #if defined(__aarch64__)
     const int blocked = cout >= 16 ? cout / 16 * 16 : 0;
 #endif
     int oy;
+    if (prm->fuse.pool != 0) {
+        irnet_conv_f32(prm, in, out_bits, out_f32);
+        return;
+    }
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
@@ -424,6 +487,9 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
                 memset(out_bits + (long)oy * wo * out_words, 0, (size_t)wo * (size_t)out_words * sizeof(uint32_t));
             }
             irnet_conv_f32_row_blocked(prm, in, out_bits, out_f32, oy, blocked);
+            if (sign != 0) {
+                irnet_row_signs(out_f32 + (long)oy * wo * cout, wo, cout, sign + (long)oy * wo * out_words);
+            }
             continue;
         }
 #endif
@@ -434,6 +500,7 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
             const int kx1 = ix0 + k > w ? w - ix0 : k;
             uint32_t *bits = out_bits != 0 ? out_bits + (oy * wo + ox) * out_words : 0;
             float *outs = out_f32 != 0 ? out_f32 + (oy * wo + ox) * cout : 0;
+            const float *res = residual != 0 ? residual + (oy * wo + ox) * cout : 0;
             co = 0;
             if (bits != 0) {
                 memset(bits, 0, (size_t)out_words * sizeof(uint32_t));
@@ -471,7 +538,11 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
                     if (bits != 0) {
                         bits[c / 32] |= irnet_f32_sign4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c)) << (c & 31);
                     } else {
-                        vst1q_f32(outs + c, irnet_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act));
+                        float32x4_t z = irnet_finish4(acc[j], vld1q_f32(mult + c), vld1q_f32(add + c), act);
+                        if (res != 0) {
+                            z = irnet_act4(vaddq_f32(z, vld1q_f32(res + c)), residual_act);
+                        }
+                        vst1q_f32(outs + c, z);
                     }
                 }
                 co += 4 * nv;
@@ -497,9 +568,13 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
                 if (bits != 0) {
                     bits[co / 32] |= (uint32_t)(y < 0.0f) << (co & 31);
                 } else {
-                    outs[co] = irnet_activate(y, act);
+                    y = irnet_activate(y, act);
+                    outs[co] = res != 0 ? irnet_activate(y + res[co], residual_act) : y;
                 }
             }
+        }
+        if (sign != 0) {
+            irnet_row_signs(out_f32 + (long)oy * wo * cout, wo, cout, sign + (long)oy * wo * out_words);
         }
     }
 }

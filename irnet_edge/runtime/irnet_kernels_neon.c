@@ -241,6 +241,47 @@ static inline void irnet_store16(char *o, const int *dp, const uint16x8_t pop[8]
         vst1q_f32((float *)(o + dp[2 * j + 1]), irnet_finish4(vcvtq_f32_s32(hi), m, a, act));
     }
 }
+
+/* irnet_store16 with the fused ops (irnet_fusion): with r (not null) each value z = residual_act(y + the
+ * residual dp[p] bytes past r), the residual read before its place in o is written (r may be o: a full block
+ * has 16 distinct pixels); with sw (not null) the 4 channels' bits z < 0 of pixel p are ORed into sw[p] at bit
+ * sh. Four pixels at a time, so their compare masks narrow into one vector of 16 bytes, byte 4p + c. */
+static inline void irnet_store16_fused(char *o, const int *dp, const uint16x8_t pop[8], const uint16x8_t bd[8],
+    float32x4_t m, float32x4_t a, int act, const char *r, int ract, uint32_t *sw, int sh)
+{
+    static const uint8_t lane_bit[16] = {1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+    int j, i;
+#pragma GCC unroll 4
+    for (j = 0; j < 8; j += 2) {
+        float32x4_t z[4];
+#pragma GCC unroll 2
+        for (i = 0; i < 2; ++i) {
+            const uint16x8_t p2 = vshlq_n_u16(pop[j + i], 1);
+            const int32x4_t lo = vreinterpretq_s32_u32(vsubl_u16(vget_low_u16(bd[j + i]), vget_low_u16(p2)));
+            const int32x4_t hi = vreinterpretq_s32_u32(vsubl_high_u16(bd[j + i], p2));
+            z[2 * i] = irnet_finish4(vcvtq_f32_s32(lo), m, a, act);
+            z[2 * i + 1] = irnet_finish4(vcvtq_f32_s32(hi), m, a, act);
+        }
+#pragma GCC unroll 4
+        for (i = 0; i < 4; ++i) {
+            if (r != 0) {
+                z[i] = irnet_act4(vaddq_f32(z[i], vld1q_f32((const float *)(r + dp[2 * j + i]))), ract);
+            }
+            vst1q_f32((float *)(o + dp[2 * j + i]), z[i]);
+        }
+        if (sw != 0) {
+            const float32x4_t zero = vdupq_n_f32(0.0f);
+            const uint16x8_t m01 = vuzp1q_u16(vreinterpretq_u16_u32(vcltq_f32(z[0], zero)),
+                vreinterpretq_u16_u32(vcltq_f32(z[1], zero)));
+            const uint16x8_t m23 = vuzp1q_u16(vreinterpretq_u16_u32(vcltq_f32(z[2], zero)),
+                vreinterpretq_u16_u32(vcltq_f32(z[3], zero)));
+            const uint8x16_t b = vandq_u8(vuzp1q_u8(vreinterpretq_u8_u16(m01), vreinterpretq_u8_u16(m23)),
+                vld1q_u8(lane_bit));
+            const uint32x4_t nib = vpaddlq_u16(vpaddlq_u8(b));
+            vst1q_u32(sw + 2 * j, vorrq_u32(vld1q_u32(sw + 2 * j), vshlq_u32(nib, vdupq_n_s32(sh))));
+        }
+    }
+}
 #endif
 
 /* distinct (first, end) ranges of present taps along one axis, in output order; the outputs sharing a range
@@ -475,9 +516,13 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
     const int threads = omp_get_max_threads() < IRNET_BCONV_NEON_THREADS ? omp_get_max_threads() :
         IRNET_BCONV_NEON_THREADS;
 #endif
+    /* the fused ops of a float output (a pool goes to the portable kernel) */
+    const float *const residual = bits ? 0 : prm->fuse.residual;
+    uint32_t *const sign = bits ? 0 : prm->fuse.sign;
+    const int residual_act = prm->fuse.residual_act;
     const uint32_t *src = in;
     int nrc = 1, ncc = 1, b, i, g0;
-    if (k * k * cin > IRNET_MAX_BITS || scratch == 0) {
+    if (k * k * cin > IRNET_MAX_BITS || scratch == 0 || prm->fuse.pool != 0) {
         irnet_bconv(prm, in, out_bits, out_f32);
         return;
     }
@@ -657,6 +702,9 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
                  * shifted in */
                 uint16x8_t pop[8];
                 uint8x16_t m[4];
+                /* fused sign: the output word index of each pixel, and its word's bits so far */
+                int sp[IRNET_PX];
+                uint32_t sw[IRNET_PX];
                 int p, s, j, g;
                 for (s = 0; s < steps; ++s) {
                     const int *o = off + 4 * s;
@@ -711,6 +759,12 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
                 }
                 for (j = 0; j < 4; ++j) {
                     m[j] = vdupq_n_u8(0);
+                }
+                if (sign != 0) {
+                    for (p = 0; p < IRNET_PX; ++p) {
+                        sp[p] = dp[p] / (cout * (int)sizeof(float)) * out_words;
+                        sw[p] = 0;
+                    }
                 }
                 for (g = g0; g < g1; ++g) {
                     const int co = 4 * g;
@@ -767,7 +821,29 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
                             }
                         }
 #if defined(__aarch64__)
-                        if (co + 4 <= cout) {
+                        /* in place, a short block's repeated pixels would add the residual twice */
+                        if (co + 4 <= cout && (residual != 0 || sign != 0)
+                            && (residual == 0 || np == IRNET_PX)) {
+                            const float32x4_t mv = vld1q_f32(mult + co), av = vld1q_f32(add + co);
+                            char *const o = (char *)(out_f32 + co);
+                            const char *const r = residual != 0 ? (const char *)(residual + co) : 0;
+                            uint32_t *const swp = sign != 0 ? sw : 0;
+                            if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_HARDTANH) {
+                                irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_HARDTANH,
+                                    swp, co & 31);
+                            } else if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_RELU) {
+                                irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_RELU, swp,
+                                    co & 31);
+                            } else if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_NONE) {
+                                irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_NONE, swp,
+                                    co & 31);
+                            } else if (act == IRNET_ACT_HARDTANH) {
+                                irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_HARDTANH, r, residual_act,
+                                    swp, co & 31);
+                            } else {
+                                irnet_store16_fused(o, dp, pop, bd, mv, av, act, r, residual_act, swp, co & 31);
+                            }
+                        } else if (co + 4 <= cout && residual == 0 && sign == 0) {
                             const float32x4_t mv = vld1q_f32(mult + co), av = vld1q_f32(add + co);
                             char *const o = (char *)(out_f32 + co);
                             if (act == IRNET_ACT_HARDTANH) {
@@ -790,12 +866,27 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
                             }
                             for (p = 0; p < np; ++p) {
                                 float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
+                                const float *const r_in = residual != 0 ?
+                                    (const float *)((const char *)residual + dp[p]) + co : 0;
                                 for (c = 0; c < 4 && co + c < cout; ++c) {
                                     float y = (float)dot[4 * p + c] * mult[co + c];
                                     IRNET_FENCE(y);
                                     y = y + add[co + c];
-                                    y_out[c] = irnet_activate(y, act);
+                                    y = irnet_activate(y, act);
+                                    if (r_in != 0) {
+                                        y = irnet_activate(y + r_in[c], residual_act);
+                                    }
+                                    y_out[c] = y;
+                                    if (sign != 0 && y < 0.0f) {
+                                        sw[p] |= 1u << ((co + c) & 31);
+                                    }
                                 }
+                            }
+                        }
+                        if (sign != 0 && ((co + 4) % 32 == 0 || co + 4 >= cout)) {
+                            for (p = 0; p < np; ++p) {
+                                sign[sp[p] + co / 32] = sw[p];
+                                sw[p] = 0;
                             }
                         }
                     }
