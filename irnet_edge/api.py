@@ -256,7 +256,9 @@ class CompiledModel:
     @property
     def weight_bytes(self) -> int:
         """Bytes of constants (bit-packed weights, thresholds, folded transforms) the generated C keeps in flash."""
-        return int(self.graph.const_bytes())
+        from .ir import ops
+
+        return ops.weight_bytes(self.graph)
 
     # --- inputs ---------------------------------------------------------------------------------------------
 
@@ -295,12 +297,29 @@ class CompiledModel:
 
     def summary(self) -> str:
         """The per-layer table of ``irnet-edge summary``: output shapes, binary and full-precision parameters,
-        bytes as deployed, binary and float MACs, totals."""
+        bytes as deployed, binary and float MACs, totals. The bytes are the exported graph's constants as codegen
+        stores them (their total is ``save``'s manifest "weight_bytes"): each op's go to its main layer, of the
+        layers it implements the one with the most parameters (a conv's, not the BatchNorm folded into it).
+
+        Raises IrnetEdgeError for an op with constants whose source names no layer of the model."""
+        from .ir import ops
         from .nn.summary import format_summary, summarize
 
         shape = self.input_shape
         title = f"{self.name}: input {'x'.join(map(str, shape))}, {self.num_classes} classes"
-        return format_summary(summarize(self.checkpoint.build(), shape), title)
+        rows = summarize(self.checkpoint.build(), shape)
+        by_name = {row.name: row for row in rows}
+        for row in rows:
+            row.deployed_bytes = 0
+        for op in self.graph.ops:
+            nbytes = ops.get(op.kind).const_bytes(op)
+            layers = [by_name[path] for path in ops.source_layers(op) if path in by_name]
+            if nbytes and not layers:
+                raise IrnetEdgeError(f"op {op.name} ({op.kind}) holds {nbytes} bytes of constants but its source "
+                                     f"{op.source!r} names no layer of {self.name}")
+            if nbytes:
+                max(layers, key=lambda row: row.binary_params + row.float_params).deployed_bytes += nbytes
+        return format_summary(rows, title)
 
     def plan(self, target: str = "host"):
         """The memory plan of target's C (``irnet-edge codegen --plan`` prints it): a Schedule with ``graph`` (the

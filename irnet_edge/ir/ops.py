@@ -99,6 +99,14 @@ def facts(graph: Graph, op: Op) -> dict[str, int]:
             "n": out.channels * out.height * out.width}
 
 
+def source_layers(op: Op) -> list[str]:
+    """The paths of the model layers op implements, in order, from op.source ("4.body.0 (irconv2d), 4.body.1
+    (batchnorm2d)"; a fused op's parts joined by "; "); a part that names no layer ("sign of the input of ...")
+    gives none."""
+    parts = (part for group in op.source.split("; ") for part in group.split(", "))
+    return [part.split(" (")[0] for part in parts if part.endswith(")") and " (" in part]
+
+
 def _stored_bytes(op: Op) -> int:
     return sum(int(a.nbytes) for a in op.consts.values())
 

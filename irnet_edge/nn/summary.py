@@ -1,10 +1,12 @@
 """A per-layer table in the spirit of larq.models.summary: shapes, parameters, deployed bytes, MACs.
 
-Deployed bytes follow the bit-packed layout: a binary conv or linear stores, per output channel, its
-kh*kw taps each as ceil(Cin/32) 32-bit words, plus one float32 multiplier and one float32 bias
-(the fused output transform that absorbs the Libra-PB scale and the BatchNorm after it). Full-precision
-weights are float32. A BatchNorm right after a conv or linear, or right before the classifier, folds
-into it and costs nothing.
+Deployed bytes here are an estimate from the modules alone (nn/ never sees the exported graph): a binary
+conv or linear stores, per output channel, its kh*kw taps each as ceil(Cin/32) 32-bit words, plus one
+float32 multiplier and one float32 bias (the fused output transform that absorbs the Libra-PB scale and the
+BatchNorm after it). Full-precision weights are float32. A BatchNorm right after a conv or linear, or right
+before the classifier, folds into it and costs nothing. `CompiledModel.summary` (`irnet-edge summary`)
+replaces the estimate with the exported graph's constant bytes (ir/ops.py's accounting: int32 thresholds,
+pool masks and all), whose total is codegen's manifest weight_bytes.
 """
 import math
 from dataclasses import dataclass
