@@ -521,6 +521,80 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
 }
 #endif
 
+/* Fused ops (irnet_fusion, docs/arithmetic.md "Fused ops"): the kernels below finish a chunk of channels of one
+ * output pixel at a time and hand it to these, in ascending channel order per pixel. irnet_cm_pixel gives where
+ * output pixel (oy, ox) goes: the pooled pixel, and whether it is the first of its window (row-major). */
+static inline int irnet_cm_pixel(const irnet_fusion *f, int oy, int ox, int wo, int *first)
+{
+    if (f->pool != 0) {
+        const int py = oy / f->pool, px = ox / f->pool;
+        *first = oy == py * f->pool && ox == px * f->pool;
+        return py * (wo / f->pool) + px;
+    }
+    *first = 1;
+    return oy * wo + ox;
+}
+
+/* Float values (after the op's act) of channels c0 .. c0 + m - 1, which lie in one word of the sign output:
+ * pooled, or added to the residual (read before the output is written: they may be the same) and signed */
+static inline void irnet_cm_fused_f32(const irnet_fusion *f, int pixel, int first, int c0, int m, int cout,
+    const float *vals, float *out)
+{
+    float *dst = out + pixel * cout + c0;
+    int j;
+    if (f->pool != 0) {
+        const uint8_t *min_mask = f->pool_min != 0 ? f->pool_min + c0 : 0;
+        IRNET_SCALAR_LOOP
+        for (j = 0; j < m; ++j) {
+            const float v = vals[j];
+            if (first || (min_mask != 0 && min_mask[j] ? v < dst[j] : v > dst[j])) {
+                dst[j] = v;
+            }
+        }
+        return;
+    }
+    if (f->residual != 0) {
+        const float *r = f->residual + pixel * cout + c0;
+        const int act = f->residual_act;
+        IRNET_SCALAR_LOOP
+        for (j = 0; j < m; ++j) {
+            dst[j] = irnet_activate(vals[j] + r[j], act);
+        }
+    } else {
+        IRNET_SCALAR_LOOP
+        for (j = 0; j < m; ++j) {
+            dst[j] = vals[j];
+        }
+    }
+    if (f->sign != 0) {
+        uint32_t *word = f->sign + pixel * ((cout + 31) / 32) + c0 / 32;
+        uint32_t bits = 0u;
+        IRNET_SCALAR_LOOP
+        for (j = 0; j < m; ++j) {
+            bits |= (uint32_t)(dst[j] < 0.0f) << j;
+        }
+        *word = (c0 & 31) != 0 ? *word | bits << (c0 & 31) : bits;
+    }
+}
+
+/* Output bits of channels c0 .. c0 + m - 1 (bit j: channel c0 + j; one word) pooled into the pooled pixel's word:
+ * the window's first pixel sets them (and clears the word when c0 starts it), the others AND (OR in pool_or) */
+static inline void irnet_cm_fused_bits(const irnet_fusion *f, int pixel, int first, int c0, int m, int out_words,
+    uint32_t bits, uint32_t *out)
+{
+    const int shift = c0 & 31;
+    const uint32_t mask = (m >= 32 ? 0xFFFFFFFFu : (1u << m) - 1u) << shift;
+    uint32_t *dst = out + pixel * out_words + c0 / 32;
+    const uint32_t cur = *dst;
+    bits <<= shift;
+    if (first) {
+        *dst = shift == 0 ? bits : (cur & ~mask) | bits;
+    } else {
+        const uint32_t or_mask = (f->pool_or != 0 ? f->pool_or[c0 / 32] : 0u) & mask;
+        *dst = (cur & ~mask) | (cur & bits & mask & ~or_mask) | ((cur | bits) & or_mask);
+    }
+}
+
 /* popcount of the weight words of the taps outside the input rectangle [ky0, ky1) x [kx0, kx1) */
 static int32_t irnet_outside(const uint32_t *wc, int k, int words, int ky0, int ky1, int kx0, int kx1)
 {
@@ -643,13 +717,15 @@ static inline void irnet_h3_floats(const uint32_t *sums, int m, int pairs, const
  * (8 pair-words, 72 weight words, which fit the window buffer with a strip of 18 input columns). Per output
  * row the three input rows are copied, each tap into both halves of a word, column by column into a strip
  * with zeros outside the input, so that every window, borders included, is 9 contiguous words. Windows differ
- * only by the values compared with (four kinds per output row: left or right border or not). window (128 words)
- * and values (32) are the caller's buffers. */
+ * only by the values compared with (four kinds per output row: left or right border or not). window (128 words),
+ * values (32) and fvals (16 floats, a chunk's values for the fused ops) are the caller's buffers. */
 static void irnet_bconv_h3(const uint32_t *in, int h, int w, int cin, const uint32_t *weight, int cout,
     int stride, int pad, int pad_one, int ho, int wo, const int32_t *threshold, const float *mult,
-    const float *add, int act, uint32_t *out_bits, float *out_f32, uint32_t *window, uint32_t *values)
+    const float *add, int act, const irnet_fusion *fuse, uint32_t *out_bits, float *out_f32, uint32_t *window,
+    uint32_t *values, float *fvals)
 {
     const int out_words = (cout + 31) / 32;
+    const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
     const int span = (IRNET_CM_H3_COLS - 3) / stride + 1; /* output columns per strip */
     uint32_t *const wb = window;
     uint32_t *const strip = window + 72;
@@ -719,17 +795,25 @@ static void irnet_bconv_h3(const uint32_t *in, int h, int w, int cin, const uint
                     const int ix0 = ix_first + i * stride;
                     const uint32_t *v = values + 8 * ((ix0 < 0) * 2 + (ix0 + 3 > w));
                     const uint32_t *x = strip + 3 * stride * i;
-                    const int pixel = oy * wo + ox0 + i;
+                    int first = 1;
+                    const int pixel = fused ? irnet_cm_pixel(fuse, oy, ox0 + i, wo, &first) : oy * wo + ox0 + i;
                     if (out_bits != 0) {
                         const uint32_t word = irnet_h3_bits(x, wb, v, pairs);
                         const uint32_t bits = (word >> (16 - pairs) & ((1u << pairs) - 1u))
                             | (word >> (32 - pairs)) << pairs;
-                        uint32_t *o = out_bits + pixel * out_words + c0 / 32;
-                        *o = c0 & 16 ? *o | bits << 16 : bits;
+                        if (fused) {
+                            irnet_cm_fused_bits(fuse, pixel, first, c0, m, out_words, bits, out_bits);
+                        } else {
+                            uint32_t *o = out_bits + pixel * out_words + c0 / 32;
+                            *o = c0 & 16 ? *o | bits << 16 : bits;
+                        }
                     } else {
-                        float *vals = out_f32 + pixel * cout + c0;
+                        float *vals = fused ? fvals : out_f32 + pixel * cout + c0;
                         irnet_h3_sums(x, wb, v, pairs, sums);
                         irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, vals);
+                        if (fused) {
+                            irnet_cm_fused_f32(fuse, pixel, first, c0, m, cout, fvals, out_f32);
+                        }
                     }
                 }
             }
@@ -749,13 +833,16 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
     const int out_words = (cout + 31) / 32;
     const int row_words = k * words;
     const int tap_words = k * row_words;
+    const irnet_fusion *fuse = &prm->fuse;
+    const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
     uint32_t window[IRNET_CM_WINDOW];
     int32_t pops[32];
+    float fvals[32];
     int oy, ox, c0, ky, i;
 #if defined(IRNET_CM_HALVES)
     if (cin <= 16 && k == 3 && pad <= 1) {
         irnet_bconv_h3(in, h, w, cin, weight, cout, stride, pad, pad_one, ho, wo, threshold, mult, add, act,
-            out_bits, out_f32, window, (uint32_t *)pops);
+            &prm->fuse, out_bits, out_f32, window, (uint32_t *)pops, fvals);
         return;
     }
 #endif
@@ -792,6 +879,8 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
             const int n = flat ? (pad_one ? k : ky1 - ky0) * row_words : (kx1 - kx0) * words;
             /* zero padding: only the taps inside count; +1 padding: all k*k, their activation bits 0 */
             const int32_t bits_counted = (pad_one ? k * k : (ky1 - ky0) * (kx1 - kx0)) * cin;
+            int opens = 1; /* the first pixel of its pool window */
+            const int pixel = fused ? irnet_cm_pixel(fuse, oy, ox, wo, &opens) : oy * wo + ox;
             if (flat && half) {
                 uint32_t *dst = window;
                 for (ky = pad_one ? 0 : ky0; ky < (pad_one ? k : ky1); ++ky) {
@@ -888,14 +977,21 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
                     for (co = done; co < m; ++co) {
                         word |= (uint32_t)(bits_counted - 2 * pops[co] < threshold[c0 + co]) << co;
                     }
-                    out_bits[(oy * wo + ox) * out_words + c0 / 32] = word;
+                    if (fused) {
+                        irnet_cm_fused_bits(fuse, pixel, opens, c0, m, out_words, word, out_bits);
+                    } else {
+                        out_bits[pixel * out_words + c0 / 32] = word;
+                    }
                 } else {
-                    float *vals = out_f32 + (oy * wo + ox) * cout + c0;
+                    float *vals = fused ? fvals : out_f32 + pixel * cout + c0;
                     for (co = 0; co < m; ++co) {
                         float y = (float)(bits_counted - 2 * pops[co]) * mult[c0 + co];
                         IRNET_FENCE(y);
                         y = y + add[c0 + co];
                         vals[co] = irnet_activate(y, act);
+                    }
+                    if (fused) {
+                        irnet_cm_fused_f32(fuse, pixel, opens, c0, m, cout, fvals, out_f32);
                     }
                 }
             }
@@ -1046,12 +1142,14 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
     const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
+    const irnet_fusion *fuse = &prm->fuse;
+    const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
+    float fvals[32];
     int oy, ox, co0, ky, kx, ci, j;
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
     const int blocks = cout / 16;
     struct irnet_fwin s;
     s.zeros = irnet_fzeros;
-    s.blocks = blocks;
 #endif
     for (oy = 0; oy < ho; ++oy) {
         const int iy0 = oy * stride - pad;
@@ -1061,7 +1159,8 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
             const int ix0 = ox * stride - pad;
             const int kx0 = ix0 < 0 ? -ix0 : 0;
             const int kx1 = ix0 + k > w ? w - ix0 : k;
-            const int pixel = oy * wo + ox;
+            int first = 1;
+            const int pixel = fused ? irnet_cm_pixel(fuse, oy, ox, wo, &first) : oy * wo + ox;
             uint32_t word = 0;
             co0 = 0;
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
@@ -1078,17 +1177,46 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                 s.add = add;
                 s.out = out_bits != 0 ? 0 : out_f32 + pixel * cout;
                 s.bits = out_bits != 0 ? out_bits + pixel * out_words : 0;
-                s.done = 0;
-                word = irnet_fblocks16(len, (cout - 16) * 4, &s);
-                co0 = 16 * blocks;
-                word = (blocks & 1) ? ~word >> 16 : 0u;
-                if (out_bits != 0 && co0 == cout && (blocks & 1)) {
-                    out_bits[pixel * out_words + blocks / 2] = word;
+                /* fused: 32 channels (two blocks) at a time, or the last 16, into fvals or one bits word; one call
+                 * site, so that GCC keeps inlining the assembly */
+                for (co0 = 0;; co0 += 32) {
+                    const int m = !fused ? 16 * blocks : 16 * blocks - co0 < 32 ? 16 : 32;
+                    uint32_t bits = 0u;
+                    s.blocks = m / 16;
+                    s.done = 0;
+                    if (fused) {
+                        s.out = out_bits != 0 ? 0 : fvals;
+                        s.bits = &bits;
+                    }
+                    word = irnet_fblocks16(len, (cout - 16) * 4, &s);
+                    if (!fused) {
+                        break;
+                    }
+                    if (out_bits != 0) {
+                        irnet_cm_fused_bits(fuse, pixel, first, co0, m, out_words, m == 16 ? ~word >> 16 : bits,
+                            out_bits);
+                    } else {
+                        IRNET_SCALAR_LOOP
+                        for (j = 0; j < m && act != IRNET_ACT_NONE; ++j) {
+                            fvals[j] = irnet_activate(fvals[j], act);
+                        }
+                        irnet_cm_fused_f32(fuse, pixel, first, co0, m, cout, fvals, out_f32);
+                    }
+                    if (co0 + m == 16 * blocks) {
+                        break;
+                    }
                 }
-                if (act != IRNET_ACT_NONE && out_bits == 0) {
-                    IRNET_SCALAR_LOOP
-                    for (j = 0; j < co0; ++j) {
-                        out_f32[pixel * cout + j] = irnet_activate(out_f32[pixel * cout + j], act);
+                co0 = 16 * blocks;
+                if (!fused) {
+                    word = (blocks & 1) ? ~word >> 16 : 0u;
+                    if (out_bits != 0 && co0 == cout && (blocks & 1)) {
+                        out_bits[pixel * out_words + blocks / 2] = word;
+                    }
+                    if (act != IRNET_ACT_NONE && out_bits == 0) {
+                        IRNET_SCALAR_LOOP
+                        for (j = 0; j < co0; ++j) {
+                            out_f32[pixel * cout + j] = irnet_activate(out_f32[pixel * cout + j], act);
+                        }
                     }
                 }
             }
@@ -1112,6 +1240,23 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                             }
                         }
                     }
+                }
+                if (fused) {
+                    uint32_t bits = 0u;
+                    IRNET_SCALAR_LOOP
+                    for (j = 0; j < n; ++j) {
+                        float y = acc[j] * mult[co0 + j];
+                        IRNET_FENCE(y);
+                        y = y + add[co0 + j];
+                        bits |= (uint32_t)(y < 0.0f) << j;
+                        fvals[j] = irnet_activate(y, act);
+                    }
+                    if (out_bits != 0) {
+                        irnet_cm_fused_bits(fuse, pixel, first, co0, n, out_words, bits, out_bits);
+                    } else {
+                        irnet_cm_fused_f32(fuse, pixel, first, co0, n, cout, fvals, out_f32);
+                    }
+                    continue;
                 }
                 IRNET_SCALAR_LOOP
                 for (j = 0; j < n; ++j) {
