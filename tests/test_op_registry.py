@@ -121,7 +121,8 @@ def test_fused_ops_render_their_fusion_and_count_computed_outputs(graphs):
     assert ".fuse" not in unfused
 
 
-def test_the_baseline_refuses_a_fused_graph(graphs):
+def test_the_baseline_is_unfused_and_refuses_a_fused_graph(graphs):
+    assert float_baseline(graphs["vgg_small"]).unfused
     with pytest.raises(IrnetEdgeError, match="defined on the unfused graph"):
         float_baseline(fuse(graphs["vgg_small"]))
 

@@ -62,7 +62,8 @@ def bconv_to_float(op: Op, graph: Graph) -> Op:
 
 
 def float_baseline(graph: Graph) -> Graph:
-    """The baseline graph: one op for each op of graph, in the same order, with the same tensors as float32.
+    """The baseline graph: one op for each op of graph, in the same order, with the same tensors as float32, marked
+    unfused (its C runs every op as it stands, so bench prices the network op by op).
 
     Raises IrnetEdgeError for a graph with fused ops (the baseline is defined on the unfused graph), an op kind
     no OpDef registers, or a binary conv padded with +1."""
@@ -76,4 +77,4 @@ def float_baseline(graph: Graph) -> Graph:
     tensors = {name: Tensor(t.name, "f32", t.channels, t.height, t.width) if t.kind == "bits" else t
                for name, t in graph.tensors.items()}
     return Graph(name=graph.name, num_classes=graph.num_classes, input=graph.input, output=graph.output,
-                 tensors=tensors, ops=[get(op.kind).baseline(op, graph) for op in graph.ops])
+                 tensors=tensors, ops=[get(op.kind).baseline(op, graph) for op in graph.ops], unfused=True)
