@@ -423,10 +423,11 @@ static void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm, const f
 }
 #endif
 
-/* The fused sign of a finished output row (its thread's): bit = value < 0, as irnet_sign_pack; 4 channels per
- * compare on aarch64 (IEEE). The other channels decide on the float's bits, as unsigned the negative non-zero
- * numbers 0x80000001..0xFF800000: clang vectorizes a loop of float compares into armv7 NEON ones, which flush
- * subnormals to zero. */
+/* The fused sign of a finished output row (its thread's): bit = value < 0, as irnet_sign_pack. On aarch64 as
+ * irnet_sign_pack_neon, with IEEE float compares: a word's groups of 4 channels shifted in 4 bits at a time, then
+ * one horizontal add. The other channels decide on the float's bits, as unsigned the negative non-zero numbers
+ * 0x80000001..0xFF800000: clang vectorizes a loop of float compares into armv7 NEON ones, which flush subnormals
+ * to zero. */
 static void irnet_row_signs(const float *x, int pixels, int cout, uint32_t *out)
 {
     const int words = (cout + 31) / 32;
@@ -437,18 +438,24 @@ static void irnet_row_signs(const float *x, int pixels, int cout, uint32_t *out)
 #endif
     for (p = 0; p < pixels; ++p, x += cout, out += words) {
         for (i = 0; i < words; ++i) {
-            const int end = cout - 32 * i < 32 ? cout : 32 * i + 32;
+            const int n = cout - 32 * i < 32 ? cout - 32 * i : 32;
+            const float *const xw = x + 32 * i;
             uint32_t word = 0;
-            c = 32 * i;
+            c = 0;
 #if defined(__aarch64__)
-            for (; c + 4 <= end; c += 4) {
-                word |= vaddvq_u32(vandq_u32(vcltq_f32(vld1q_f32(x + c), vdupq_n_f32(0.0f)), weights)) << (c & 31);
+            if (n >= 4) {
+                uint32x4_t acc = vdupq_n_u32(0);
+                for (c = n / 4 * 4 - 4; c >= 0; c -= 4) {
+                    acc = vsliq_n_u32(vandq_u32(vcltq_f32(vld1q_f32(xw + c), vdupq_n_f32(0.0f)), weights), acc, 4);
+                }
+                word = vaddvq_u32(acc);
+                c = n / 4 * 4;
             }
 #endif
-            for (; c < end; ++c) {
+            for (; c < n; ++c) {
                 uint32_t b;
-                memcpy(&b, x + c, sizeof b);
-                word |= (uint32_t)(b - 0x80000001u <= 0x7F7FFFFFu) << (c & 31);
+                memcpy(&b, xw + c, sizeof b);
+                word |= (uint32_t)(b - 0x80000001u <= 0x7F7FFFFFu) << c;
             }
             out[i] = word;
         }

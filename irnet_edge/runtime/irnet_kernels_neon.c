@@ -168,7 +168,8 @@ static inline uint16x8_t irnet_row_pops(const uint32_t *const wr[4], int i0, int
  * irnet_pack writes them): pop[j] lanes 0-3 are pixel 2j's four rows, lanes 4-7 pixel 2j+1's. With
  * half (the quarter step's word is one 16-bit tap) that step holds pixel pairs instead, see
  * irnet_bconv_neon. */
-static inline void irnet_block(const uint8_t *act, const uint8_t *wp, int n, int half, uint16x8_t pop[8])
+static inline __attribute__((always_inline)) void irnet_block(const uint8_t *act, const uint8_t *wp, int n, int half,
+    uint16x8_t pop[8])
 {
     const int nf = n / 4;
     uint16x8_t a0, a1, a2, a3, a4, a5, a6, a7;
@@ -244,10 +245,12 @@ static inline void irnet_store16(char *o, const int *dp, const uint16x8_t pop[8]
 
 /* irnet_store16 with the fused ops (irnet_fusion): with r (not null) each value z = residual_act(y + the
  * residual dp[p] bytes past r), the residual read before its place in o is written (r may be o: a full block
- * has 16 distinct pixels); with sw (not null) the 4 channels' bits z < 0 of pixel p are ORed into sw[p] at bit
- * sh. Four pixels at a time, so their compare masks narrow into one vector of 16 bytes, byte 4p + c. */
-static inline void irnet_store16_fused(char *o, const int *dp, const uint16x8_t pop[8], const uint16x8_t bd[8],
-    float32x4_t m, float32x4_t a, int act, const char *r, int ract, uint32_t *sw, int sh)
+ * has 16 distinct pixels); with sw (not null) the 4 channels' bits z < 0 of pixel p go into sw[p] at bit sh
+ * (ORed, but at sh = 0, a word's first group). Four pixels at a time, so their compare masks narrow into one
+ * vector of 16 bytes, byte 4p + c. */
+static inline __attribute__((always_inline)) void irnet_store16_fused(char *o, const int *dp,
+    const uint16x8_t pop[8], const uint16x8_t bd[8], float32x4_t m, float32x4_t a, int act, const char *r, int ract,
+    uint32_t *sw, int sh)
 {
     static const uint8_t lane_bit[16] = {1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
     int j, i;
@@ -278,7 +281,8 @@ static inline void irnet_store16_fused(char *o, const int *dp, const uint16x8_t 
             const uint8x16_t b = vandq_u8(vuzp1q_u8(vreinterpretq_u8_u16(m01), vreinterpretq_u8_u16(m23)),
                 vld1q_u8(lane_bit));
             const uint32x4_t nib = vpaddlq_u16(vpaddlq_u8(b));
-            vst1q_u32(sw + 2 * j, vorrq_u32(vld1q_u32(sw + 2 * j), vshlq_u32(nib, vdupq_n_s32(sh))));
+            const uint32x4_t word = sh != 0 ? vld1q_u32(sw + 2 * j) : vdupq_n_u32(0);
+            vst1q_u32(sw + 2 * j, vorrq_u32(word, vshlq_u32(nib, vdupq_n_s32(sh))));
         }
     }
 }
@@ -331,8 +335,8 @@ static inline void irnet_rows(const uint32_t *weight, int n, int cout, int bits,
  * are rn words long; with taps (not null) stream word j is tap taps[2j] | tap taps[2j + 1] << 16 (none if
  * negative), as the activation stream pairs them; with half the last word is one such tap, see
  * irnet_block. */
-static void irnet_pack(const uint32_t *weight, int rn, int n, const int *taps, int half, int cout, int bits,
-    int g0, int g1, uint32_t *rows4, uint32_t *dst)
+static inline __attribute__((always_inline)) void irnet_pack(const uint32_t *weight, int rn, int n, const int *taps,
+    int half, int cout, int bits, int g0, int g1, uint32_t *rows4, uint32_t *dst)
 {
     int g, s, c;
     for (g = g0; g < g1; ++g) {
@@ -386,6 +390,73 @@ static void irnet_pack(const uint32_t *weight, int rn, int n, const int *taps, i
                 vreinterpretq_u8_u16(vcgeq_u16(pop[2 * i_ + 1], B(2 * i_ + 1)))).val[0], m[i_], 1); \
         } \
     } while (0)
+
+/* The float output of channels co..co + 3 of a block (its dots bd - 2 * pop, dp[p] the byte offset of pixel p's
+ * output) with the fused ops of prm->fuse. sw[p] collects pixel p's sign word, written (not ORed) at a word's
+ * first group, stored once the word is complete. On aarch64 lane-wise (irnet_store16_fused) but for a last
+ * group of 1-3 channels and a short block added in place (its repeated pixels would add the residual twice);
+ * armv7 in scalar VFP code. */
+static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_bconv_params *prm, float *out_f32,
+    const int *dp, int np, int co, const uint16x8_t pop[8], const uint16x8_t bd[8], uint32_t sw[IRNET_PX])
+{
+    const int cout = prm->cout, act = prm->act, residual_act = prm->fuse.residual_act, sh = co & 31;
+    const float *const residual = prm->fuse.residual, *const mult = prm->mult, *const add = prm->add;
+    uint32_t *const sign = prm->fuse.sign;
+    int p, c, j;
+#if defined(__aarch64__)
+    if (co + 4 <= cout && (residual == 0 || np == IRNET_PX)) {
+        const float32x4_t mv = vld1q_f32(mult + co), av = vld1q_f32(add + co);
+        char *const o = (char *)(out_f32 + co);
+        const char *const r = residual != 0 ? (const char *)(residual + co) : 0;
+        uint32_t *const swp = sign != 0 ? sw : 0;
+        if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_HARDTANH) {
+            irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_HARDTANH, swp, sh);
+        } else if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_RELU) {
+            irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_RELU, swp, sh);
+        } else if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_NONE) {
+            irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_NONE, swp, sh);
+        } else {
+            irnet_store16_fused(o, dp, pop, bd, mv, av, act, r, residual_act, swp, sh);
+        }
+    } else
+#endif
+    {
+        int16_t dot[8 * 8];
+#pragma GCC unroll 8
+        for (j = 0; j < 8; ++j) {
+            vst1q_s16(dot + 8 * j, vreinterpretq_s16_u16(vmlsq_n_u16(bd[j], pop[j], 2)));
+        }
+        for (p = 0; p < np; ++p) {
+            float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
+            const float *const r_in = residual != 0 ? (const float *)((const char *)residual + dp[p]) + co : 0;
+            uint32_t word = sh != 0 ? sw[p] : 0;
+            for (c = 0; c < 4 && co + c < cout; ++c) {
+                float y = (float)dot[4 * p + c] * mult[co + c];
+                IRNET_FENCE(y);
+                y = irnet_activate(y + add[co + c], act);
+                if (r_in != 0) {
+                    y = irnet_activate(y + r_in[c], residual_act);
+                }
+                y_out[c] = y;
+                word |= (uint32_t)(y < 0.0f) << (sh + c);
+            }
+            sw[p] = word;
+        }
+    }
+    if (sign != 0 && (sh == 28 || co + 4 >= cout)) {
+        const int bytes = cout * (int)sizeof(float), words = (cout + 31) / 32;
+        if (np == IRNET_PX) {
+#pragma GCC unroll 16
+            for (p = 0; p < IRNET_PX; ++p) {
+                sign[dp[p] / bytes * words + co / 32] = sw[p];
+            }
+        } else {
+            for (p = 0; p < np; ++p) {
+                sign[dp[p] / bytes * words + co / 32] = sw[p];
+            }
+        }
+    }
+}
 
 /* What irnet_bconv_neon derives from its parameters, and where the pieces of its scratch lie (byte offsets,
  * each piece whole 16-byte units). The table of bounds per border class comes last (classes * ss * 2 bytes):
@@ -484,7 +555,11 @@ size_t irnet_bconv_neon_scratch_bytes(const irnet_bconv_params *p)
     return q.bound + (classes * (size_t)q.ss * 2 + 15) / 16 * 16 + 16;
 }
 
-void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
+/* irnet_bconv_neon, compiled once per value of fused (a float output with fused ops): a test per group would
+ * cost the plain layers 2% of their instructions, and GCC allocates registers for a whole function. With two
+ * copies GCC would call irnet_block and irnet_pack instead of inlining them (another 2%): always_inline. */
+static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const irnet_bconv_params *prm,
+    const uint32_t *in, uint32_t *out_bits, float *out_f32, const int fused)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
@@ -516,13 +591,9 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
     const int threads = omp_get_max_threads() < IRNET_BCONV_NEON_THREADS ? omp_get_max_threads() :
         IRNET_BCONV_NEON_THREADS;
 #endif
-    /* the fused ops of a float output (a pool goes to the portable kernel) */
-    const float *const residual = bits ? 0 : prm->fuse.residual;
-    uint32_t *const sign = bits ? 0 : prm->fuse.sign;
-    const int residual_act = prm->fuse.residual_act;
     const uint32_t *src = in;
     int nrc = 1, ncc = 1, b, i, g0;
-    if (k * k * cin > IRNET_MAX_BITS || scratch == 0 || prm->fuse.pool != 0) {
+    if (k * k * cin > IRNET_MAX_BITS || scratch == 0 || prm->fuse.pool != 0) { /* pools: never fused here */
         irnet_bconv(prm, in, out_bits, out_f32);
         return;
     }
@@ -702,8 +773,7 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
                  * shifted in */
                 uint16x8_t pop[8];
                 uint8x16_t m[4];
-                /* fused sign: the output word index of each pixel, and its word's bits so far */
-                int sp[IRNET_PX];
+                /* fused sign: each pixel's output word so far */
                 uint32_t sw[IRNET_PX];
                 int p, s, j, g;
                 for (s = 0; s < steps; ++s) {
@@ -760,12 +830,6 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
                 for (j = 0; j < 4; ++j) {
                     m[j] = vdupq_n_u8(0);
                 }
-                if (sign != 0) {
-                    for (p = 0; p < IRNET_PX; ++p) {
-                        sp[p] = dp[p] / (cout * (int)sizeof(float)) * out_words;
-                        sw[p] = 0;
-                    }
-                }
                 for (g = g0; g < g1; ++g) {
                     const int co = 4 * g;
                     irnet_block((const uint8_t *)buf, (const uint8_t *)(wpack + (g - g0) * 4 * n), n, half, pop);
@@ -820,30 +884,12 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
                                 bd[j] = IRNET_CLASS_BOUND(j);
                             }
                         }
+                        if (fused) {
+                            irnet_fused_group(prm, out_f32, dp, np, co, pop, bd, sw);
+                            continue;
+                        }
 #if defined(__aarch64__)
-                        /* in place, a short block's repeated pixels would add the residual twice */
-                        if (co + 4 <= cout && (residual != 0 || sign != 0)
-                            && (residual == 0 || np == IRNET_PX)) {
-                            const float32x4_t mv = vld1q_f32(mult + co), av = vld1q_f32(add + co);
-                            char *const o = (char *)(out_f32 + co);
-                            const char *const r = residual != 0 ? (const char *)(residual + co) : 0;
-                            uint32_t *const swp = sign != 0 ? sw : 0;
-                            if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_HARDTANH) {
-                                irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_HARDTANH,
-                                    swp, co & 31);
-                            } else if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_RELU) {
-                                irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_RELU, swp,
-                                    co & 31);
-                            } else if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_NONE) {
-                                irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_NONE, swp,
-                                    co & 31);
-                            } else if (act == IRNET_ACT_HARDTANH) {
-                                irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_HARDTANH, r, residual_act,
-                                    swp, co & 31);
-                            } else {
-                                irnet_store16_fused(o, dp, pop, bd, mv, av, act, r, residual_act, swp, co & 31);
-                            }
-                        } else if (co + 4 <= cout && residual == 0 && sign == 0) {
+                        if (co + 4 <= cout) {
                             const float32x4_t mv = vld1q_f32(mult + co), av = vld1q_f32(add + co);
                             char *const o = (char *)(out_f32 + co);
                             if (act == IRNET_ACT_HARDTANH) {
@@ -866,33 +912,39 @@ void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_
                             }
                             for (p = 0; p < np; ++p) {
                                 float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
-                                const float *const r_in = residual != 0 ?
-                                    (const float *)((const char *)residual + dp[p]) + co : 0;
                                 for (c = 0; c < 4 && co + c < cout; ++c) {
                                     float y = (float)dot[4 * p + c] * mult[co + c];
                                     IRNET_FENCE(y);
                                     y = y + add[co + c];
-                                    y = irnet_activate(y, act);
-                                    if (r_in != 0) {
-                                        y = irnet_activate(y + r_in[c], residual_act);
-                                    }
-                                    y_out[c] = y;
-                                    if (sign != 0 && y < 0.0f) {
-                                        sw[p] |= 1u << ((co + c) & 31);
-                                    }
+                                    y_out[c] = irnet_activate(y, act);
                                 }
-                            }
-                        }
-                        if (sign != 0 && ((co + 4) % 32 == 0 || co + 4 >= cout)) {
-                            for (p = 0; p < np; ++p) {
-                                sign[sp[p] + co / 32] = sw[p];
-                                sw[p] = 0;
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+static __attribute__((noinline)) void irnet_bconv_neon_plain(const irnet_bconv_params *prm, const uint32_t *in,
+    uint32_t *out_bits, float *out_f32)
+{
+    irnet_bconv_neon_body(prm, in, out_bits, out_f32, 0);
+}
+
+static __attribute__((noinline)) void irnet_bconv_neon_fused(const irnet_bconv_params *prm, const uint32_t *in,
+    float *out_f32)
+{
+    irnet_bconv_neon_body(prm, in, 0, out_f32, 1);
+}
+
+void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
+{
+    if (out_bits == 0 && (prm->fuse.residual != 0 || prm->fuse.sign != 0)) {
+        irnet_bconv_neon_fused(prm, in, out_f32);
+    } else {
+        irnet_bconv_neon_plain(prm, in, out_bits, out_f32);
     }
 }
 
