@@ -522,8 +522,9 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
 #endif
 
 /* Fused ops (irnet_fusion, docs/arithmetic.md "Fused ops"): the kernels below finish a chunk of channels of one
- * output pixel at a time and hand it to these, in ascending channel order per pixel. irnet_cm_pixel gives where
- * output pixel (oy, ox) goes: the pooled pixel, and whether it is the first of its window (row-major). */
+ * output pixel (oy, ox) at a time and hand it to these, in ascending channel order per pixel. Out of line and
+ * called only when something is fused, so that the unfused loops stay as they were. irnet_cm_pixel gives where
+ * the pixel goes: the pooled pixel, and whether it is the first of its window (row-major). */
 static inline int irnet_cm_pixel(const irnet_fusion *f, int oy, int ox, int wo, int *first)
 {
     if (f->pool != 0) {
@@ -535,53 +536,98 @@ static inline int irnet_cm_pixel(const irnet_fusion *f, int oy, int ox, int wo, 
     return oy * wo + ox;
 }
 
+/* dst = act(vals + r) (r read before dst is written: they may be the same), and its sign bits when SIGN; ACT and
+ * SIGN are constants at every call, so each loop has no test but the compare */
+static inline __attribute__((always_inline)) uint32_t irnet_cm_residual(const float *vals, const float *r,
+    float *dst, int m, int act, int sign)
+{
+    uint32_t bits = 0u;
+    int j;
+    IRNET_SCALAR_LOOP
+    for (j = 0; j < m; ++j) {
+        const float z = irnet_activate(vals[j] + r[j], act);
+        dst[j] = z;
+        if (sign) {
+            bits |= (uint32_t)(z < 0.0f) << j;
+        }
+    }
+    return bits;
+}
+
 /* Float values (after the op's act) of channels c0 .. c0 + m - 1, which lie in one word of the sign output:
- * pooled, or added to the residual (read before the output is written: they may be the same) and signed */
-static inline void irnet_cm_fused_f32(const irnet_fusion *f, int pixel, int first, int c0, int m, int cout,
+ * pooled, or added to the residual and signed */
+static void irnet_cm_fused_f32(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m, int cout,
     const float *vals, float *out)
 {
+    int first;
+    const int pixel = irnet_cm_pixel(f, oy, ox, wo, &first);
     float *dst = out + pixel * cout + c0;
+    uint32_t bits = 0u;
     int j;
     if (f->pool != 0) {
         const uint8_t *min_mask = f->pool_min != 0 ? f->pool_min + c0 : 0;
-        IRNET_SCALAR_LOOP
-        for (j = 0; j < m; ++j) {
-            const float v = vals[j];
-            if (first || (min_mask != 0 && min_mask[j] ? v < dst[j] : v > dst[j])) {
-                dst[j] = v;
+        if (first) {
+            IRNET_SCALAR_LOOP
+            for (j = 0; j < m; ++j) {
+                dst[j] = vals[j];
+            }
+        } else if (min_mask == 0) {
+            IRNET_SCALAR_LOOP
+            for (j = 0; j < m; ++j) {
+                if (vals[j] > dst[j]) {
+                    dst[j] = vals[j];
+                }
+            }
+        } else {
+            IRNET_SCALAR_LOOP
+            for (j = 0; j < m; ++j) {
+                if (min_mask[j] ? vals[j] < dst[j] : vals[j] > dst[j]) {
+                    dst[j] = vals[j];
+                }
             }
         }
         return;
     }
     if (f->residual != 0) {
         const float *r = f->residual + pixel * cout + c0;
-        const int act = f->residual_act;
-        IRNET_SCALAR_LOOP
-        for (j = 0; j < m; ++j) {
-            dst[j] = irnet_activate(vals[j] + r[j], act);
+        const int sign = f->sign != 0;
+        switch (f->residual_act) {
+        case IRNET_ACT_NONE:
+            bits = sign ? irnet_cm_residual(vals, r, dst, m, IRNET_ACT_NONE, 1)
+                        : irnet_cm_residual(vals, r, dst, m, IRNET_ACT_NONE, 0);
+            break;
+        case IRNET_ACT_HARDTANH:
+            bits = sign ? irnet_cm_residual(vals, r, dst, m, IRNET_ACT_HARDTANH, 1)
+                        : irnet_cm_residual(vals, r, dst, m, IRNET_ACT_HARDTANH, 0);
+            break;
+        case IRNET_ACT_RELU:
+            bits = sign ? irnet_cm_residual(vals, r, dst, m, IRNET_ACT_RELU, 1)
+                        : irnet_cm_residual(vals, r, dst, m, IRNET_ACT_RELU, 0);
+            break;
+        default:
+            bits = irnet_cm_residual(vals, r, dst, m, f->residual_act, sign);
+            break;
         }
     } else {
         IRNET_SCALAR_LOOP
         for (j = 0; j < m; ++j) {
             dst[j] = vals[j];
+            bits |= (uint32_t)(vals[j] < 0.0f) << j;
         }
     }
     if (f->sign != 0) {
         uint32_t *word = f->sign + pixel * ((cout + 31) / 32) + c0 / 32;
-        uint32_t bits = 0u;
-        IRNET_SCALAR_LOOP
-        for (j = 0; j < m; ++j) {
-            bits |= (uint32_t)(dst[j] < 0.0f) << j;
-        }
         *word = (c0 & 31) != 0 ? *word | bits << (c0 & 31) : bits;
     }
 }
 
 /* Output bits of channels c0 .. c0 + m - 1 (bit j: channel c0 + j; one word) pooled into the pooled pixel's word:
  * the window's first pixel sets them (and clears the word when c0 starts it), the others AND (OR in pool_or) */
-static inline void irnet_cm_fused_bits(const irnet_fusion *f, int pixel, int first, int c0, int m, int out_words,
+static void irnet_cm_fused_bits(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m, int out_words,
     uint32_t bits, uint32_t *out)
 {
+    int first;
+    const int pixel = irnet_cm_pixel(f, oy, ox, wo, &first);
     const int shift = c0 & 31;
     const uint32_t mask = (m >= 32 ? 0xFFFFFFFFu : (1u << m) - 1u) << shift;
     uint32_t *dst = out + pixel * out_words + c0 / 32;
@@ -592,6 +638,26 @@ static inline void irnet_cm_fused_bits(const irnet_fusion *f, int pixel, int fir
     } else {
         const uint32_t or_mask = (f->pool_or != 0 ? f->pool_or[c0 / 32] : 0u) & mask;
         *dst = (cur & ~mask) | (cur & bits & mask & ~or_mask) | ((cur | bits) & or_mask);
+    }
+}
+
+/* The sign output alone, after the whole output is stored: bit = v < 0, as irnet_sign_pack */
+static void irnet_cm_sign(const float *v, int pixels, int channels, uint32_t *out)
+{
+    int p, c0, j;
+    for (p = 0; p < pixels; ++p) {
+        for (c0 = 0; c0 < channels; c0 += 32) {
+            const int m = channels - c0 < 32 ? channels - c0 : 32;
+            uint32_t bits = 0u;
+            IRNET_SCALAR_LOOP
+            for (j = 0; j < m; ++j) {
+                if (v[j] < 0.0f) {
+                    bits |= 1u << j;
+                }
+            }
+            v += m;
+            *out++ = bits;
+        }
     }
 }
 
@@ -734,6 +800,9 @@ static void irnet_bconv_h3(const uint32_t *in, int h, int w, int cin, const uint
     for (c0 = 0; c0 < cout; c0 += 16) {
         const int m = cout - c0 < 16 ? cout - c0 : 16;
         const int pairs = 2 * ((m + 3) / 4);
+        /* float output: pixel p's values go to obase + p * ostride (fvals for the fused ops) */
+        float *const obase = fused || out_f32 == 0 ? fvals : out_f32 + c0;
+        const int ostride = fused ? 0 : cout;
         int kind_ky0 = -1, kind_ky1 = -1;
         /* the order read by irnet_h3_bits: pair-word pairs, then the kernel columns (one load of three
          * activation words each), then the two pair-words, then the kernel rows */
@@ -795,24 +864,22 @@ static void irnet_bconv_h3(const uint32_t *in, int h, int w, int cin, const uint
                     const int ix0 = ix_first + i * stride;
                     const uint32_t *v = values + 8 * ((ix0 < 0) * 2 + (ix0 + 3 > w));
                     const uint32_t *x = strip + 3 * stride * i;
-                    int first = 1;
-                    const int pixel = fused ? irnet_cm_pixel(fuse, oy, ox0 + i, wo, &first) : oy * wo + ox0 + i;
+                    const int pixel = oy * wo + ox0 + i;
                     if (out_bits != 0) {
                         const uint32_t word = irnet_h3_bits(x, wb, v, pairs);
                         const uint32_t bits = (word >> (16 - pairs) & ((1u << pairs) - 1u))
                             | (word >> (32 - pairs)) << pairs;
                         if (fused) {
-                            irnet_cm_fused_bits(fuse, pixel, first, c0, m, out_words, bits, out_bits);
+                            irnet_cm_fused_bits(fuse, oy, ox0 + i, wo, c0, m, out_words, bits, out_bits);
                         } else {
                             uint32_t *o = out_bits + pixel * out_words + c0 / 32;
                             *o = c0 & 16 ? *o | bits << 16 : bits;
                         }
                     } else {
-                        float *vals = fused ? fvals : out_f32 + pixel * cout + c0;
                         irnet_h3_sums(x, wb, v, pairs, sums);
-                        irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, vals);
+                        irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, obase + pixel * ostride);
                         if (fused) {
-                            irnet_cm_fused_f32(fuse, pixel, first, c0, m, cout, fvals, out_f32);
+                            irnet_cm_fused_f32(fuse, oy, ox0 + i, wo, c0, m, cout, fvals, out_f32);
                         }
                     }
                 }
@@ -879,8 +946,6 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
             const int n = flat ? (pad_one ? k : ky1 - ky0) * row_words : (kx1 - kx0) * words;
             /* zero padding: only the taps inside count; +1 padding: all k*k, their activation bits 0 */
             const int32_t bits_counted = (pad_one ? k * k : (ky1 - ky0) * (kx1 - kx0)) * cin;
-            int opens = 1; /* the first pixel of its pool window */
-            const int pixel = fused ? irnet_cm_pixel(fuse, oy, ox, wo, &opens) : oy * wo + ox;
             if (flat && half) {
                 uint32_t *dst = window;
                 for (ky = pad_one ? 0 : ky0; ky < (pad_one ? k : ky1); ++ky) {
@@ -978,12 +1043,12 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
                         word |= (uint32_t)(bits_counted - 2 * pops[co] < threshold[c0 + co]) << co;
                     }
                     if (fused) {
-                        irnet_cm_fused_bits(fuse, pixel, opens, c0, m, out_words, word, out_bits);
+                        irnet_cm_fused_bits(fuse, oy, ox, wo, c0, m, out_words, word, out_bits);
                     } else {
-                        out_bits[pixel * out_words + c0 / 32] = word;
+                        out_bits[(oy * wo + ox) * out_words + c0 / 32] = word;
                     }
                 } else {
-                    float *vals = fused ? fvals : out_f32 + pixel * cout + c0;
+                    float *vals = fused ? fvals : out_f32 + (oy * wo + ox) * cout + c0;
                     for (co = 0; co < m; ++co) {
                         float y = (float)(bits_counted - 2 * pops[co]) * mult[c0 + co];
                         IRNET_FENCE(y);
@@ -991,7 +1056,7 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
                         vals[co] = irnet_activate(y, act);
                     }
                     if (fused) {
-                        irnet_cm_fused_f32(fuse, pixel, opens, c0, m, cout, fvals, out_f32);
+                        irnet_cm_fused_f32(fuse, oy, ox, wo, c0, m, cout, fvals, out_f32);
                     }
                 }
             }
@@ -1044,7 +1109,8 @@ struct irnet_fwin {
  * out or, with out == 0, (y < 0) inverted is shifted into word from the top, one channel after the other, and
  * every second block stores the inverted word. Returns the word, whose top 16 bits are unstored after an odd
  * number of blocks. */
-static inline uint32_t irnet_fblocks16(int len, int32_t w_step, struct irnet_fwin *s)
+static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, int32_t w_step,
+    struct irnet_fwin *s)
 {
     const float *x, *w;
     int32_t rows, n, t;
@@ -1131,6 +1197,43 @@ static inline uint32_t irnet_fblocks16(int len, int32_t w_step, struct irnet_fwi
 }
 
 static const float irnet_fzeros[16] = {0.0f};
+
+/* irnet_fblocks16 for the pool and residual: bits up to 16 blocks at a time into a buffer of words (an odd last
+ * block's: the returned word's top half, inverted), floats one block at a time, then the shared epilogue. A
+ * function of its own, so that the unfused loop keeps its registers. */
+static __attribute__((noinline)) void irnet_fblocks16_fused(int len, int cout, int act, const irnet_fusion *fuse, int oy, int ox, int wo,
+    struct irnet_fwin *s, uint32_t *out_bits, float *out_f32)
+{
+    const int blocks = s->blocks, out_words = (cout + 31) / 32;
+    float vals[16];
+    uint32_t words[8];
+    int co0, j;
+    for (co0 = 0; co0 < 16 * blocks; co0 += out_bits != 0 ? 256 : 16) {
+        const int n = out_bits == 0 ? 1 : blocks - co0 / 16 < 16 ? blocks - co0 / 16 : 16;
+        uint32_t word;
+        s->blocks = n;
+        s->out = out_bits != 0 ? 0 : vals;
+        s->bits = words;
+        s->done = 0;
+        word = irnet_fblocks16(len, (cout - 16) * 4, s);
+        if (out_bits != 0) {
+            for (j = 0; j < n / 2; ++j) {
+                irnet_cm_fused_bits(fuse, oy, ox, wo, co0 + 32 * j, 32, out_words, words[j], out_bits);
+            }
+            if (n & 1) {
+                irnet_cm_fused_bits(fuse, oy, ox, wo, co0 + 32 * j, 16, out_words, ~word >> 16, out_bits);
+            }
+        } else {
+            IRNET_SCALAR_LOOP
+            for (j = 0; j < 16 && act != IRNET_ACT_NONE; ++j) {
+                vals[j] = irnet_activate(vals[j], act);
+            }
+            irnet_cm_fused_f32(fuse, oy, ox, wo, co0, 16, cout, vals, out_f32);
+        }
+    }
+    s->blocks = blocks;
+}
+
 #endif
 
 /* Float convolution with weights stored [kh][kw][Cin][Cout] (output channels innermost). Each accumulator
@@ -1143,13 +1246,17 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
     const irnet_fusion *fuse = &prm->fuse;
-    const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
-    float fvals[32];
+    /* the sign output alone is made from the stored output at the end; the residual and the pool take each
+     * chunk's values from a buffer */
+    const int fused = fuse->residual != 0 || fuse->pool != 0;
+    const int sign_only = fuse->sign != 0 && !fused;
+    float fvals[16];
     int oy, ox, co0, ky, kx, ci, j;
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
     const int blocks = cout / 16;
     struct irnet_fwin s;
     s.zeros = irnet_fzeros;
+    s.blocks = blocks;
 #endif
     for (oy = 0; oy < ho; ++oy) {
         const int iy0 = oy * stride - pad;
@@ -1159,8 +1266,7 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
             const int ix0 = ox * stride - pad;
             const int kx0 = ix0 < 0 ? -ix0 : 0;
             const int kx1 = ix0 + k > w ? w - ix0 : k;
-            int first = 1;
-            const int pixel = fused ? irnet_cm_pixel(fuse, oy, ox, wo, &first) : oy * wo + ox;
+            const int pixel = oy * wo + ox;
             uint32_t word = 0;
             co0 = 0;
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
@@ -1177,37 +1283,13 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                 s.add = add;
                 s.out = out_bits != 0 ? 0 : out_f32 + pixel * cout;
                 s.bits = out_bits != 0 ? out_bits + pixel * out_words : 0;
-                /* fused: 32 channels (two blocks) at a time, or the last 16, into fvals or one bits word; one call
-                 * site, so that GCC keeps inlining the assembly */
-                for (co0 = 0;; co0 += 32) {
-                    const int m = !fused ? 16 * blocks : 16 * blocks - co0 < 32 ? 16 : 32;
-                    uint32_t bits = 0u;
-                    s.blocks = m / 16;
-                    s.done = 0;
-                    if (fused) {
-                        s.out = out_bits != 0 ? 0 : fvals;
-                        s.bits = &bits;
-                    }
+                s.done = 0;
+                if (fused) {
+                    irnet_fblocks16_fused(len, cout, act, fuse, oy, ox, wo, &s, out_bits, out_f32);
+                    co0 = 16 * blocks;
+                } else {
                     word = irnet_fblocks16(len, (cout - 16) * 4, &s);
-                    if (!fused) {
-                        break;
-                    }
-                    if (out_bits != 0) {
-                        irnet_cm_fused_bits(fuse, pixel, first, co0, m, out_words, m == 16 ? ~word >> 16 : bits,
-                            out_bits);
-                    } else {
-                        IRNET_SCALAR_LOOP
-                        for (j = 0; j < m && act != IRNET_ACT_NONE; ++j) {
-                            fvals[j] = irnet_activate(fvals[j], act);
-                        }
-                        irnet_cm_fused_f32(fuse, pixel, first, co0, m, cout, fvals, out_f32);
-                    }
-                    if (co0 + m == 16 * blocks) {
-                        break;
-                    }
-                }
-                co0 = 16 * blocks;
-                if (!fused) {
+                    co0 = 16 * blocks;
                     word = (blocks & 1) ? ~word >> 16 : 0u;
                     if (out_bits != 0 && co0 == cout && (blocks & 1)) {
                         out_bits[pixel * out_words + blocks / 2] = word;
@@ -1252,9 +1334,9 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                         fvals[j] = irnet_activate(y, act);
                     }
                     if (out_bits != 0) {
-                        irnet_cm_fused_bits(fuse, pixel, first, co0, n, out_words, bits, out_bits);
+                        irnet_cm_fused_bits(fuse, oy, ox, wo, co0, n, out_words, bits, out_bits);
                     } else {
-                        irnet_cm_fused_f32(fuse, pixel, first, co0, n, cout, fvals, out_f32);
+                        irnet_cm_fused_f32(fuse, oy, ox, wo, co0, n, cout, fvals, out_f32);
                     }
                     continue;
                 }
@@ -1276,6 +1358,9 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                 }
             }
         }
+    }
+    if (sign_only) {
+        irnet_cm_sign(out_f32, ho * wo, cout, fuse->sign);
     }
 }
 
