@@ -10,8 +10,8 @@ from ..errors import IrnetEdgeError
 from ..ir.graph import Graph
 from ..names import board_names, cpu_names  # noqa: F401 (cpu_names re-exported with the presets)
 from ..resources import asset_dir
-from .schedule import schedule
 from .render import check_prefix, format_array, render, render_dir
+from .schedule import schedule
 from .targets import get_target
 
 CLOCKS = ("full", "reset")  # firmware --clock: the board's full speed (PLL or crystal) or the clock after reset

@@ -15,9 +15,11 @@ import torch
 from .. import __version__
 from ..errors import IrnetEdgeError
 from ..ir import ops
+from ..ir.fuse import fused_parts
 from ..ir.graph import Graph, Op
 from ..resources import asset_dir
-from .planner import op_scratch, plan, scratch_name
+from .planner import scratch_name
+from .schedule import schedule
 from .targets import Target
 
 C_KEYWORDS = {
@@ -252,8 +254,8 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
     if out_tensor.kind != "f32":
         raise IrnetEdgeError("the model's output must be float logits")
     kernels = dict(target.kernels)
-    scratch = {i: op_scratch(graph, op, kernels.get(_kernel_kind(op), "")) for i, op in enumerate(graph.ops)}
-    placements, arena = plan(graph, scratch)
+    planned = schedule(graph, target)  # the fused ops this target's C runs
+    graph, placements, arena, scratch = planned.graph, planned.placements, planned.arena, planned.scratch
 
     def pointer(name: str, view: str) -> str:
         if name == graph.input:
@@ -312,6 +314,8 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
                  "arena_offset": placements[op.output].offset if op.output in placements else None,
                  "scratch_bytes": scratch[i],
                  "scratch_offset": placements[scratch_name(i)].offset if scratch[i] else None,
+                 "fused": fused_parts(op),
+                 "sign_output_offset": placements[op.sign].offset if op.sign else None,
                  "const_bytes": ops.get(op.kind).const_bytes(op)}
                 for i, op in enumerate(graph.ops)],
     }

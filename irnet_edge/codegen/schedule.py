@@ -5,7 +5,7 @@ schedule(), so they all see the same ops and the same arena.
 """
 from dataclasses import dataclass
 
-from ..ir.fuse import fuse, inplace_input
+from ..ir.fuse import fuse, fused_parts, inplace_input
 from ..ir.graph import Graph
 from .planner import Placement, op_scratch, plan
 from .targets import Target
@@ -25,9 +25,7 @@ class Schedule:
         lines = [f"{title}: arena {self.arena:,} bytes, {len(g.ops)} ops", "",
                  f"{'op':>3}  {'kind':<13} {'fused':<22} {'inputs':<16} {'output':<8} scratch"]
         for index, op in enumerate(g.ops):
-            fused = ", ".join(([f"pool {op.attrs['pool']}"] if "pool" in op.attrs else [])
-                              + (["residual add"] if "residual_act" in op.attrs else [])
-                              + ([f"sign -> {op.sign}"] if op.sign else []))
+            fused = ", ".join(fused_parts(op)).replace("sign", f"sign -> {op.sign}")
             lines.append(f"{index:>3}  {op.kind:<13} {fused or '-':<22} {', '.join(op.inputs):<16} {op.output:<8} "
                          f"{self.scratch.get(index, 0) or '-'}")
         lines += ["", f"{'tensor':<10} {'shape':<18} {'bytes':>8} {'offset':>8}  {'live (ops)':<11} in place of"]

@@ -100,6 +100,12 @@ def fuse(graph: Graph, fusions: tuple[str, ...] = FUSIONS) -> Graph:
     return out
 
 
+def fused_parts(op: Op) -> list[str]:
+    """What op fuses, in words ("pool 2", "residual add", "sign"); empty for an op as exported."""
+    return ([f"pool {op.attrs['pool']}"] if "pool" in op.attrs else []) + (
+        ["residual add"] if "residual_act" in op.attrs else []) + (["sign"] if op.sign else [])
+
+
 def inplace_input(graph: Graph, op: Op) -> str | None:
     """The input whose memory op's output may take over when that input dies at op (docs/arithmetic.md, "Fused
     ops"): the residual of a fused residual add (each element is read before it is written), either operand of an
