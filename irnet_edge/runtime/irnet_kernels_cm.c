@@ -556,7 +556,7 @@ static inline __attribute__((always_inline)) uint32_t irnet_cm_residual(const fl
 
 /* Float values (after the op's act) of channels c0 .. c0 + m - 1, which lie in one word of the sign output:
  * pooled, or added to the residual and signed */
-static void irnet_cm_fused_f32(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m, int cout,
+static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m, int cout,
     const float *vals, float *out)
 {
     int first;
@@ -623,7 +623,7 @@ static void irnet_cm_fused_f32(const irnet_fusion *f, int oy, int ox, int wo, in
 
 /* Output bits of channels c0 .. c0 + m - 1 (bit j: channel c0 + j; one word) pooled into the pooled pixel's word:
  * the window's first pixel sets them (and clears the word when c0 starts it), the others AND (OR in pool_or) */
-static void irnet_cm_fused_bits(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m, int out_words,
+static __attribute__((noinline)) void irnet_cm_fused_bits(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m, int out_words,
     uint32_t bits, uint32_t *out)
 {
     int first;
@@ -641,8 +641,20 @@ static void irnet_cm_fused_bits(const irnet_fusion *f, int oy, int ox, int wo, i
     }
 }
 
+/* All out_words words of output pixel (oy, ox) pooled into the pooled pixel's (irnet_cm_fused_bits) */
+static __attribute__((noinline)) void irnet_cm_pool_words(const irnet_fusion *f, int oy, int ox, int wo, int out_words, const uint32_t *bits,
+    uint32_t *out)
+{
+    int first, i;
+    uint32_t *dst = out + irnet_cm_pixel(f, oy, ox, wo, &first) * out_words;
+    for (i = 0; i < out_words; ++i) {
+        const uint32_t or_mask = f->pool_or != 0 ? f->pool_or[i] : 0u;
+        dst[i] = first ? bits[i] : (dst[i] & bits[i] & ~or_mask) | ((dst[i] | bits[i]) & or_mask);
+    }
+}
+
 /* The sign output alone, after the whole output is stored: bit = v < 0, as irnet_sign_pack */
-static void irnet_cm_sign(const float *v, int pixels, int channels, uint32_t *out)
+static __attribute__((noinline)) void irnet_cm_sign(const float *v, int pixels, int channels, uint32_t *out)
 {
     int p, c0, j;
     for (p = 0; p < pixels; ++p) {
@@ -902,6 +914,11 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
     const int tap_words = k * row_words;
     const irnet_fusion *fuse = &prm->fuse;
     const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
+    /* a bits pool over at most 256 channels: each pixel's words go to pooled, then into the pooled pixel */
+    const int pool_words = out_bits != 0 && fuse->pool != 0 && out_words <= 8;
+    uint32_t pooled[8];
+    uint32_t *const bits_base = pool_words ? pooled : out_bits;
+    const int bits_step = pool_words ? 0 : out_words;
     uint32_t window[IRNET_CM_WINDOW];
     int32_t pops[32];
     float fvals[32];
@@ -1042,10 +1059,10 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
                     for (co = done; co < m; ++co) {
                         word |= (uint32_t)(bits_counted - 2 * pops[co] < threshold[c0 + co]) << co;
                     }
-                    if (fused) {
+                    if (fused && !pool_words) {
                         irnet_cm_fused_bits(fuse, oy, ox, wo, c0, m, out_words, word, out_bits);
                     } else {
-                        out_bits[(oy * wo + ox) * out_words + c0 / 32] = word;
+                        bits_base[(oy * wo + ox) * bits_step + c0 / 32] = word;
                     }
                 } else {
                     float *vals = fused ? fvals : out_f32 + (oy * wo + ox) * cout + c0;
@@ -1059,6 +1076,9 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
                         irnet_cm_fused_f32(fuse, oy, ox, wo, c0, m, cout, fvals, out_f32);
                     }
                 }
+            }
+            if (pool_words) {
+                irnet_cm_pool_words(fuse, oy, ox, wo, out_words, pooled, out_bits);
             }
         }
     }
@@ -1248,7 +1268,12 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
     const irnet_fusion *fuse = &prm->fuse;
     /* the sign output alone is made from the stored output at the end; the residual and the pool take each
      * chunk's values from a buffer */
-    const int fused = fuse->residual != 0 || fuse->pool != 0;
+    /* a bits pool over at most 256 channels: each pixel's words go to pooled, then into the pooled pixel */
+    const int pool_words = out_bits != 0 && fuse->pool != 0 && out_words <= 8;
+    uint32_t pooled[8];
+    uint32_t *const bits_base = pool_words ? pooled : out_bits;
+    const int bits_step = pool_words ? 0 : out_words;
+    const int fused = (fuse->residual != 0 || fuse->pool != 0) && !pool_words;
     const int sign_only = fuse->sign != 0 && !fused;
     float fvals[16];
     int oy, ox, co0, ky, kx, ci, j;
@@ -1282,7 +1307,7 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                 s.mult = mult;
                 s.add = add;
                 s.out = out_bits != 0 ? 0 : out_f32 + pixel * cout;
-                s.bits = out_bits != 0 ? out_bits + pixel * out_words : 0;
+                s.bits = out_bits != 0 ? bits_base + pixel * bits_step : 0;
                 s.done = 0;
                 if (fused) {
                     irnet_fblocks16_fused(len, cout, act, fuse, oy, ox, wo, &s, out_bits, out_f32);
@@ -1292,7 +1317,7 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                     co0 = 16 * blocks;
                     word = (blocks & 1) ? ~word >> 16 : 0u;
                     if (out_bits != 0 && co0 == cout && (blocks & 1)) {
-                        out_bits[pixel * out_words + blocks / 2] = word;
+                        bits_base[pixel * bits_step + blocks / 2] = word;
                     }
                     if (act != IRNET_ACT_NONE && out_bits == 0) {
                         IRNET_SCALAR_LOOP
@@ -1349,13 +1374,16 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                     if (out_bits != 0) {
                         word |= (uint32_t)(y < 0.0f) << (co & 31);
                         if ((co & 31) == 31 || co == cout - 1) {
-                            out_bits[pixel * out_words + co / 32] = word;
+                            bits_base[pixel * bits_step + co / 32] = word;
                             word = 0;
                         }
                     } else {
                         out_f32[pixel * cout + co] = irnet_activate(y, act);
                     }
                 }
+            }
+            if (pool_words) {
+                irnet_cm_pool_words(fuse, oy, ox, wo, out_words, pooled, out_bits);
             }
         }
     }
