@@ -134,6 +134,45 @@ static int bconv_case(int h, int w, int cin, int cout, int k, int s, int pad, in
     return ok;
 }
 
+/* The bits output, which shares the fused kernel's blocks: the same call as the portable one */
+static int bits_case(int h, int w, int cin, int cout, int k, int s, int pad, int pad_one)
+{
+    const int ho = (h + 2 * pad - k) / s + 1, wo = (w + 2 * pad - k) / s + 1, words = (cin + 31) / 32;
+    const int ow = (cout + 31) / 32, pixels = ho * wo, reach = k * k * cin;
+    const uint32_t top = cin % 32 ? (1u << cin % 32) - 1u : 0xFFFFFFFFu;
+    uint32_t *in = malloc(4u * (size_t)(h * w * words)), *weight = malloc(4u * (size_t)(cout * k * k * words));
+    uint32_t *wbits = malloc(4u * (size_t)(pixels * ow)), *gbits = malloc(4u * (size_t)(pixels * ow));
+    int32_t *threshold = malloc(4u * (size_t)cout);
+    char *scratch;
+    irnet_bconv_params p;
+    int i, ok;
+    for (i = 0; i < h * w * words; ++i) {
+        in[i] = (next() ^ next() << 16) & (i % words == words - 1 ? top : 0xFFFFFFFFu);
+    }
+    for (i = 0; i < cout * k * k * words; ++i) {
+        weight[i] = (next() ^ next() << 16) & (i % words == words - 1 ? top : 0xFFFFFFFFu);
+    }
+    for (i = 0; i < cout; ++i) { /* within the dots' range, and beyond it both ways */
+        threshold[i] = i % 9 == 0 ? (i % 2 ? 40000 : -40000) : (int32_t)(next() % (unsigned)(reach + 1)) - reach / 2;
+    }
+    memset(&p, 0, sizeof p);
+    p.h = h, p.w = w, p.cin = cin, p.cout = cout, p.k = k, p.stride = s, p.pad = pad, p.pad_one = pad_one;
+    p.ho = ho, p.wo = wo, p.weight = weight, p.threshold = threshold;
+    memset(wbits, 0x55, 4u * (size_t)(pixels * ow));
+    memset(gbits, 0xA5, 4u * (size_t)(pixels * ow));
+    irnet_bconv(&p, in, wbits, 0);
+    scratch = malloc(irnet_bconv_neon_scratch_bytes(&p) + 16);
+    p.scratch = scratch + 4 * (next() % 4);
+    irnet_bconv_neon(&p, in, gbits, 0);
+    ok = memcmp(wbits, gbits, 4u * (size_t)(pixels * ow)) == 0;
+    if (!ok) {
+        printf("bconv bits %dx%dx%d -> %d, k %d, stride %d, pad %d%s differs\n", h, w, cin, cout, k, s, pad,
+               pad_one ? " (+1)" : "");
+    }
+    free(in), free(weight), free(wbits), free(gbits), free(threshold), free(scratch);
+    return ok;
+}
+
 static int conv_case(int h, int w, int cin, int cout, int k, int s, int pad, int act, int ract, int mode,
     int special)
 {
@@ -191,6 +230,10 @@ static int grid(void)
                         const int h = n % 2 ? 7 : 6, w = n % 2 ? 9 : 11, k = ks[ki], pad = padding ? k / 2 : 0;
                         fails += !bconv_case(h, w, chans[ci], chans[co], k, s, pad, padding == 2, n % 3, n / 3 % 3,
                                              n % 5, n % 4 != 1);
+                        if (n % 3 == 0) {
+                            fails += !bits_case(h, w, chans[ci], chans[co] == 65 ? 48 : chans[co], k, s, pad,
+                                                padding == 2);
+                        }
                         if (padding < 2) {
                             fails += !conv_case(h, w, chans[ci], chans[co], k, s, pad, n % 3, (n + 1) / 3 % 3,
                                                 (n + 2) % 5, n % 4 != 2);
@@ -207,6 +250,7 @@ static int grid(void)
         }
         fails += !bconv_case(resnet[i][0], resnet[i][0], resnet[i][1], resnet[i][2], 3, resnet[i][3], 1, 0,
                              IRNET_ACT_HARDTANH, IRNET_ACT_RELU, 0, 1);
+        fails += !bits_case(resnet[i][0], resnet[i][0], resnet[i][1], resnet[i][2], 3, resnet[i][3], 1, i % 2);
     }
     for (mode = 0; mode < 5; ++mode) { /* the stem */
         fails += !conv_case(32, 32, 3, 16, 3, 1, 1, mode % 3, IRNET_ACT_HARDTANH, mode, mode % 2);
@@ -235,7 +279,8 @@ def test_fused_neon_convolutions_equal_the_unfused_portable_sequence(cc, arch, o
     """irnet_bconv_neon and irnet_conv_f32_neon with residual (in place and not) and sign fused: channels 1, 3,
     16, 31-33, 64, 65, kernels 1, 3, 5, strides 1 and 2, no padding and k / 2 of zeros (or +1 for bconv), odd
     maps, every activation before and after the add, special values and ties at 0, ResNet-20's layers and stem,
-    the scratch as generated code sets it; with OpenMP once more on 4 threads."""
+    the scratch as generated code sets it; with OpenMP once more on 4 threads. The plain bits output of
+    irnet_bconv_neon too (its blocks are the fused kernel's), 48 output channels among the counts."""
     from irnet_edge.codegen.render import RUNTIME_DIR
     from irnet_edge.verify.toolchain import CROSS, require_tool
 

@@ -824,7 +824,8 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                         }
                     }
                 }
-                for (p = 0; p < IRNET_PX; ++p) {
+                pb[0] = bound + kp[0];
+                for (p = 1; !uniform && p < IRNET_PX; ++p) { /* a uniform block reads pb[0] only */
                     pb[p] = bound + kp[p];
                 }
                 for (j = 0; j < 4; ++j) {
@@ -849,6 +850,14 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                         if (ng == 8) {
                             for (j = 0; j < 4; ++j) {
                                 vst1q_u32(word + 4 * j, vreinterpretq_u32_u8(m[j]));
+                            }
+                        } else if (ng == 4) {
+                            /* 16 channels: byte c's bits 4-7 go to 4c..4c+3; adding a 16-bit lane's high nibble
+                             * shifted down 4 joins two channels' nibbles in its low byte, which narrows into place */
+                            for (j = 0; j < 4; ++j) {
+                                const uint16x8_t x = vreinterpretq_u16_u8(vshrq_n_u8(m[j], 4));
+                                const uint8x8_t nibbles = vmovn_u16(vsraq_n_u16(x, x, 4));
+                                vst1q_u32(word + 4 * j, vmovl_u16(vreinterpret_u16_u8(nibbles)));
                             }
                         } else {
                             /* a short last word: byte c's bit of group g, at 8 - ng + g, goes to g + ng * c */
