@@ -69,14 +69,16 @@ def _x(value) -> str:
 
 def summary_rows(results: list[dict]) -> list[str]:
     rows = ["| model | target | instructions | float32 baseline | ratio | model flash (B) | baseline flash (B) | "
-            "ratio | model RAM (B) | Cortex-M4 cycles (estimate) |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "ratio | arena (B) | model RAM (B) | baseline RAM (B) | RAM ratio | Cortex-M4 cycles (estimate) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         b, f, ratio = r["binary"], r["baseline"] or {}, r["baseline_over_binary"] or {}
         cycles = (b["cycle_estimate"] or {}).get("cycles")
         rows.append(f"| {r['model']} | {r['label']} | {_n(b['instructions'])} | {_n(f.get('instructions'))} | "
                     f"{_x(ratio.get('instructions'))} | {_n(b['model_flash_bytes'])} | "
                     f"{_n(f.get('model_flash_bytes'))} | {_x(ratio.get('model_flash_bytes'))} | "
-                    f"{_n(b['model_ram_bytes'])} | {_n(cycles)} |")
+                    f"{_n(b['arena_bytes'])} | {_n(b['model_ram_bytes'])} | {_n(f.get('model_ram_bytes'))} | "
+                    f"{_x(ratio.get('model_ram_bytes'))} | {_n(cycles)} |")
     return rows
 
 
@@ -155,7 +157,10 @@ def main() -> None:
           "Instructions per inference counted exactly by `irnet-edge bench` (QEMU TCG plugin between the model's "
           "bench marks; identical on every run), for one seeded random input; every build's logits were checked "
           "bit for bit against the reference first. Flash and RAM: the model's own symbols (code, constants, "
-          "arena) in the linked binary. Cortex-M4 cycles: an estimate from the TRM's instruction timings for "
+          "arena) in the linked binary; the arena is the planned activation memory, part of the model RAM; RAM "
+          "ratio: the float32 baseline's model RAM over the binary model's (peak static RAM; stack not "
+          "counted). The binary model runs its target's fused ops; the float32 baseline is the same network "
+          "op by op, unfused, in float32. Cortex-M4 cycles: an estimate from the TRM's instruction timings for "
           "zero-wait-state memory, not a measurement.", "", *summary_rows(results), "",
           *[f"- {r['model']} on {r['label']}: no float32 baseline ({r['baseline_skipped'].split(':')[0]})."
             for r in results if r.get("baseline_skipped")], "",

@@ -9,7 +9,7 @@ import torch
 
 from irnet_edge.codegen.planner import plan
 from irnet_edge.data import load_split
-from irnet_edge.ir import export
+from irnet_edge.ir import export, ops
 from irnet_edge.nn.checkpoint import load_checkpoint
 from irnet_edge.nn.layers import IRConv2d, IRLinear
 from irnet_edge.verify.compare import agreement
@@ -39,7 +39,7 @@ def main() -> None:
         top1, worst = agreement(ckpt, graph, test.images)
         n = min(args.samples, len(test))
         result = verify(graph, "model", ckpt.sha256, test.images[:n].permute(0, 2, 3, 1).contiguous())
-        print(f"| {path} | {ckpt.config['dataset']} | {graph.const_bytes():,} | {one_bit_minimum(ckpt.build()):,} "
+        print(f"| {path} | {ckpt.config['dataset']} | {ops.weight_bytes(graph):,} | {one_bit_minimum(ckpt.build()):,} "
               f"| {arena:,} | {top1:.2%} ({len(test)}) | {worst:.2g} | {result.exact}/{result.samples} |",
               flush=True)
 

@@ -14,7 +14,7 @@ from irnet_edge.bench.plugin import Block, Report, parse_report
 from irnet_edge.cli import main
 from irnet_edge.codegen.firmware import load_board
 from irnet_edge.errors import IrnetEdgeError
-from irnet_edge.ir import export, reference
+from irnet_edge.ir import export, ops, reference
 from irnet_edge.ir.baseline import float_baseline
 from irnet_edge.nn.checkpoint import load_checkpoint
 from irnet_edge.verify.deployment import resolve
@@ -59,7 +59,7 @@ def test_arena_and_weights_are_the_model_footprint(mcu_m0):
     from irnet_edge.codegen.planner import plan
 
     assert result.binary.model_ram_bytes >= plan(graph)[1]
-    assert result.binary.model_flash_bytes > graph.const_bytes()
+    assert result.binary.model_flash_bytes > ops.weight_bytes(graph)
 
 
 def test_float_baseline_on_cortex_m4_costs_more_and_computes_the_same_logits(mcu_m0):
@@ -177,7 +177,7 @@ def test_counter_sees_only_the_model(mcu_m0):
 def test_baseline_too_big_for_the_board_is_one_error_before_any_build(mcu_m0, monkeypatch):
     ckpt, graph = mcu_m0
     small = load_board("mps3-an547")
-    tight = dataclasses.replace(small, flash={**small.flash, "length": graph.const_bytes() + 20_000})
+    tight = dataclasses.replace(small, flash={**small.flash, "length": ops.weight_bytes(graph) + 20_000})
     monkeypatch.setattr(measure, "_measure", lambda *a, **k: pytest.fail("built before checking the fit"))
     target = dataclasses.replace(resolve("cortex-m", board="mps3-an547"), board=tight)
     with pytest.raises(IrnetEdgeError, match="the float32 baseline does not fit"):

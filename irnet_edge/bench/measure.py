@@ -17,6 +17,7 @@ import torch
 from .. import __version__
 from ..codegen import write_tree
 from ..codegen.firmware import Board, check_fit, render_firmware, resolve_cpu
+from ..codegen.schedule import schedule
 from ..errors import IrnetEdgeError
 from ..ir import reference
 from ..ir.baseline import float_baseline
@@ -69,6 +70,7 @@ class Measurement:
     layers: list[Layer]
     model_flash_bytes: int
     model_ram_bytes: int
+    arena_bytes: int  # the planned arena, part of model_ram_bytes
     toolchain: dict
     emulator: str
     image: dict | None = None
@@ -77,6 +79,7 @@ class Measurement:
     def to_json(self) -> dict:
         return {"instructions": self.instructions, "bit_exact": True,
                 "model_flash_bytes": self.model_flash_bytes, "model_ram_bytes": self.model_ram_bytes,
+                "arena_bytes": self.arena_bytes,
                 "image": self.image, "cycle_estimate": self.cycles.to_json() if self.cycles else None,
                 "toolchain": self.toolchain, "emulator": self.emulator,
                 "layers": [layer.to_json(self.instructions) for layer in self.layers]}
@@ -210,6 +213,8 @@ def _measure(graph: Graph, prefix: str, sha: str, target: Deployment, sample: np
         program = _firmware_program(graph, prefix, sha, work, target.board, target.cpu, sample)
     else:
         program = _host_program(graph, prefix, sha, work, target)
+    planned = schedule(graph, target.target)  # what the C runs: one bench mark after each of its ops
+    graph = planned.graph
     symbols = _symbols(program, prefix)
     report = _count(program, _mark_address(symbols, program, prefix), graph, sample, expected, log)
     layers = []
@@ -219,7 +224,8 @@ def _measure(graph: Graph, prefix: str, sha: str, target: Deployment, sample: np
     flash = sum(size for kind, _, size in symbols.values() if kind in "TtRrDd")
     ram = sum(size for kind, _, size in symbols.values() if kind in "DdBb")
     cycles = m4_cycles.estimate(report, program.elf, program.objdump) if program.objdump else None
-    return Measurement(report.total, layers, flash, ram, program.toolchain, program.emulator, program.image, cycles)
+    return Measurement(report.total, layers, flash, ram, planned.arena, program.toolchain, program.emulator,
+                       program.image, cycles)
 
 
 def bench(graph: Graph, prefix: str, checkpoint_sha256: str, target: Deployment, baseline: bool = False,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IrnetEdgeError
+from ..ir import ops
 from ..ir.graph import Graph
 from ..names import board_names, cpu_names  # noqa: F401 (cpu_names re-exported with the presets)
 from ..resources import asset_dir
@@ -166,7 +167,7 @@ class Budget:
 def check_fit(graph: Graph, board: Board, samples: int) -> Budget:
     arena = schedule(graph, get_target("cortex-m")).arena
     inp = graph.tensor(graph.input)
-    budget = Budget(weights=graph.const_bytes(), samples=samples * (inp.nbytes + 1), arena=arena,
+    budget = Budget(weights=ops.weight_bytes(graph), samples=samples * (inp.nbytes + 1), arena=arena,
                     stack=board.stack_bytes, buffers=inp.nbytes + 1024)
     problems = []
     if budget.flash > board.flash["length"]:

@@ -82,6 +82,3 @@ class Graph:
             if op.sign:
                 out[op.sign] = index
         return out
-
-    def const_bytes(self) -> int:
-        return sum(int(a.nbytes) for op in self.ops for a in op.consts.values())

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import ops
 from .bits import unpack_negative
 from .graph import Graph, Op
 
@@ -167,22 +168,6 @@ def normalize(x: torch.Tensor, op: Op) -> torch.Tensor:
     return v / _full(op.consts["std"], v.shape)
 
 
-KERNELS = {
-    "normalize": lambda ins, op: normalize(ins[0], op),
-    "conv_f32": lambda ins, op: conv_f32(ins[0], op),
-    "bconv": lambda ins, op: bconv(ins[0], op),
-    "sign_pack": lambda ins, op: ins[0] < 0,
-    "maxpool_bits": lambda ins, op: maxpool_bits(ins[0], op),
-    "maxpool_f32": lambda ins, op: maxpool_f32(ins[0], op),
-    "avgpool": lambda ins, op: avgpool(ins[0], op),
-    "avgpool2d": lambda ins, op: avgpool2d(ins[0], op),
-    "add": lambda ins, op: _act(ins[0] + ins[1], op.attrs["act"]),
-    "clamp": lambda ins, op: _act(ins[0], op.attrs["act"]),
-    "affine": lambda ins, op: _affine(ins[0], op),
-    "shortcut_a": lambda ins, op: shortcut_a(ins[0], op),
-}
-
-
 def fusion(y: torch.Tensor, ins: list[torch.Tensor], op: Op) -> torch.Tensor:
     """What a conv fuses into its output y (docs/arithmetic.md, "Fused ops"), in this order: the residual add
     and its activation, then the tiling max-pool. y: the conv's own output over all its positions; a fused pool
@@ -206,7 +191,7 @@ def run(graph: Graph, inputs: torch.Tensor, keep_all: bool = False) -> dict[str,
             remaining[name] = remaining.get(name, 0) + 1
     for op in graph.ops:
         ins = [values[n] for n in op.inputs]
-        values[op.output] = fusion(KERNELS[op.kind](ins, op), ins, op)
+        values[op.output] = fusion(ops.get(op.kind).reference(ins, op), ins, op)
         if op.sign:  # a fused sign_pack
             values[op.sign] = values[op.output] < 0
         if not keep_all:
