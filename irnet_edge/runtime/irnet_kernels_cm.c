@@ -1218,6 +1218,12 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
 
 static const float irnet_fzeros[16] = {0.0f};
 
+/* irnet_fblocks16 out of line: the calls with fused ops share this copy (the unfused loop keeps its own) */
+static __attribute__((noinline)) uint32_t irnet_fblocks16_call(int len, int32_t w_step, struct irnet_fwin *s)
+{
+    return irnet_fblocks16(len, w_step, s);
+}
+
 /* irnet_fblocks16 for the pool and residual: bits up to 16 blocks at a time into a buffer of words (an odd last
  * block's: the returned word's top half, inverted), floats one block at a time, then the shared epilogue. A
  * function of its own, so that the unfused loop keeps its registers. */
@@ -1235,7 +1241,7 @@ static __attribute__((noinline)) void irnet_fblocks16_fused(int len, int cout, i
         s->out = out_bits != 0 ? 0 : vals;
         s->bits = words;
         s->done = 0;
-        word = irnet_fblocks16(len, (cout - 16) * 4, s);
+        word = irnet_fblocks16_call(len, (cout - 16) * 4, s);
         if (out_bits != 0) {
             for (j = 0; j < n / 2; ++j) {
                 irnet_cm_fused_bits(fuse, oy, ox, wo, co0 + 32 * j, 32, out_words, words[j], out_bits);
@@ -1259,7 +1265,8 @@ static __attribute__((noinline)) void irnet_fblocks16_fused(int len, int cout, i
 /* Float convolution with weights stored [kh][kw][Cin][Cout] (output channels innermost). Each accumulator
  * sums its taps in the order of irnet_conv_f32 (ky, kx, ci), skipping the taps outside the input, so
  * the results are the same bits. */
-void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
+static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const irnet_conv_f32_params *prm,
+    const float *in, uint32_t *out_bits, float *out_f32, const int any)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
@@ -1269,12 +1276,12 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
     /* the sign output alone is made from the stored output at the end; the residual and the pool take each
      * chunk's values from a buffer */
     /* a bits pool over at most 256 channels: each pixel's words go to pooled, then into the pooled pixel */
-    const int pool_words = out_bits != 0 && fuse->pool != 0 && out_words <= 8;
+    const int pool_words = any && out_bits != 0 && fuse->pool != 0 && out_words <= 8;
     uint32_t pooled[8];
     uint32_t *const bits_base = pool_words ? pooled : out_bits;
     const int bits_step = pool_words ? 0 : out_words;
-    const int fused = (fuse->residual != 0 || fuse->pool != 0) && !pool_words;
-    const int sign_only = fuse->sign != 0 && !fused;
+    const int fused = any && (fuse->residual != 0 || fuse->pool != 0) && !pool_words;
+    const int sign_only = any && fuse->sign != 0 && !fused;
     float fvals[16];
     int oy, ox, co0, ky, kx, ci, j;
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
@@ -1313,7 +1320,8 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
                     irnet_fblocks16_fused(len, cout, act, fuse, oy, ox, wo, &s, out_bits, out_f32);
                     co0 = 16 * blocks;
                 } else {
-                    word = irnet_fblocks16(len, (cout - 16) * 4, &s);
+                    word = any ? irnet_fblocks16_call(len, (cout - 16) * 4, &s)
+                               : irnet_fblocks16(len, (cout - 16) * 4, &s);
                     co0 = 16 * blocks;
                     word = (blocks & 1) ? ~word >> 16 : 0u;
                     if (out_bits != 0 && co0 == cout && (blocks & 1)) {
@@ -1389,6 +1397,17 @@ void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32
     }
     if (sign_only) {
         irnet_cm_sign(out_f32, ho * wo, cout, fuse->sign);
+    }
+}
+
+/* The body twice: without fused ops (any = 0) it compiles to the loops it had before they existed */
+void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
+{
+    const irnet_fusion *fuse = &prm->fuse;
+    if (fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0) {
+        irnet_conv_f32_cm_body(prm, in, out_bits, out_f32, 1);
+    } else {
+        irnet_conv_f32_cm_body(prm, in, out_bits, out_f32, 0);
     }
 }
 
