@@ -214,7 +214,8 @@ static int conv_case(int h, int w, int cin, int cout, int k, int s, int pad, int
     return ok;
 }
 
-static int grid(void)
+/* every: the channel grid's cases n with n % every == 0 (all of ResNet-20's layers always) */
+static int grid(int every)
 {
     static const int chans[] = {1, 3, 16, 31, 32, 33, 64, 65}, ks[] = {1, 3, 5};
     /* ResNet-20's binary convolutions (h, cin, cout, stride) */
@@ -228,6 +229,9 @@ static int grid(void)
                     /* 0: none, 1: k / 2 of zeros, 2: k / 2 of +1 (bconv) */
                     for (padding = 0; padding < (ks[ki] > 1 ? 3 : 1); ++padding, ++n) {
                         const int h = n % 2 ? 7 : 6, w = n % 2 ? 9 : 11, k = ks[ki], pad = padding ? k / 2 : 0;
+                        if (n % every != 0) {
+                            continue;
+                        }
                         fails += !bconv_case(h, w, chans[ci], chans[co], k, s, pad, padding == 2, n % 3, n / 3 % 3,
                                              n % 5, n % 4 != 1);
                         if (n % 3 == 0) {
@@ -260,10 +264,10 @@ static int grid(void)
 
 int main(void)
 {
-    int fails = grid();
+    int fails = grid(1);
 #if defined(_OPENMP)
-    omp_set_num_threads(4);
-    fails += grid();
+    omp_set_num_threads(4); /* a fifth of the grid: qemu-user runs the threads one after another */
+    fails += grid(5);
 #endif
     puts(fails ? "differs" : "ok");
     return fails != 0;

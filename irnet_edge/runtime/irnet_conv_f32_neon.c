@@ -16,6 +16,9 @@
  *  - aarch64, other layers and the last cout % 16 channels: per pixel, 16 channels in 4 vectors, the input
  *    broadcast per channel; the last 1-3 channels through the scalar loop.
  *  - armv7 NEON float flushes subnormals to zero, so armv7 runs the per-pixel scalar loop in VFP code.
+ *  - Fused ops of a float output (irnet_fusion): every store adds its residual (read just before, so in place is
+ *    exact) and applies residual_act; the sign words of a row are packed once the row is done, by its thread. A
+ *    pool goes to the portable kernel.
  *  - Built with -fopenmp, output rows are shared among threads; every output is computed by one thread exactly
  *    as without threads.
  *

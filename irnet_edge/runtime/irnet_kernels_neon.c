@@ -26,6 +26,9 @@
  *  - Float output: dot = a per-class constant - 2 * popcount in 16-bit lanes; on aarch64 then converted,
  *    multiplied, added and activated 4 channels per vector (IEEE, the oracle's operations lane by lane);
  *    armv7 NEON float flushes subnormals to zero, so armv7 finishes each output in scalar VFP code.
+ *  - Fused ops of a float output (irnet_fusion, docs/arithmetic.md "Fused ops"): the residual is read where
+ *    its output is written, by the same thread, before it; the sign bits of a pixel are gathered over its
+ *    groups and each word stored once complete. A pool goes to the portable kernel.
  *  - Built with -fopenmp, blocks of output pixels are shared among threads; every output is computed by one
  *    thread exactly as without threads, so any thread count gives the same bits.
  *
