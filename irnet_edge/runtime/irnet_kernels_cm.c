@@ -8,8 +8,8 @@
  *    step through a carry-save adder, making the output bits itself; elsewhere two words at a time in C
  *    (SWAR to nibble counts, the two words' nibbles added, bytes summed with a multiply);
  *  - on Helium (Cortex-M55) four words per vector step, tail-predicated;
- *  - with the DSP extension, 3x3 kernels over at most 16 input channels take their own path
- *    (irnet_bconv_h3): each tap in both halves of a word, two channels' weights per word, chunks of 16
+ *  - with the DSP extension (Helium cores too), 3x3 kernels over at most 16 input channels take their own
+ *    path (irnet_bconv_h3): each tap in both halves of a word, two channels' weights per word, chunks of 16
  *    output channels, border windows read zeros from a strip and are corrected through their thresholds.
  * Never calls libgcc's popcount. */
 #include "irnet_internal.h"
@@ -71,7 +71,8 @@ static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint3
     *pop0 += (int32_t)p0;
     *pop1 += (int32_t)p1;
 }
-#elif defined(__ARM_FEATURE_DSP)
+#endif
+#if defined(__ARM_FEATURE_DSP)
 /* Thumb-2 with the DSP extension (M4, M7, M33). Written in assembly because GCC 12 spends about 50% more
  * instructions on the same algorithm in C. Three words at a time per channel: a carry-save adder turns
  * them into a "ones" and a "twos" word, both are SWAR-reduced to nibble counts and combined as
@@ -161,6 +162,7 @@ static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint3
     IRNET_CM_ONE("r1", "r12", ADD) IRNET_CM_ONE("r2", "lr", ADD) \
     "5:\n\t"
 
+#if !defined(__ARM_FEATURE_MVE)
 /* popcounts of x ^ w0 and x ^ w1 over n contiguous words, added to *pop0 and *pop1 */
 static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
     int32_t *pop0, int32_t *pop1)
@@ -309,11 +311,13 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
 #endif
 }
 
+#endif
 /* acc += the eight nibbles of V as four byte sums (a byte stays below 256 over up to 31 words) */
 #define IRNET_CM_ADD_BYTES(ACC, V, T) \
     "and " T ", " V ", #0xF0F0F0F0\n\t" "and " V ", " V ", #0x0F0F0F0F\n\t" "add " V ", " V ", " T ", lsr #4\n\t" \
     "add " ACC ", " ACC ", " V "\n\t"
 
+#if !defined(__ARM_FEATURE_MVE)
 /* Inputs of at most 16 channels, where one tap fills half a word: x holds every tap twice (both halves) and
  * each weight word two channels' taps (low half: even channel), so one popcount step serves two channels and
  * the byte sums keep them apart. For the pair-words 0, 1, 2, ... (2 * quads of them, word i's run at
@@ -374,6 +378,8 @@ static inline void irnet_pops_halves(const uint32_t *x, int n, const uint32_t *w
         : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 #endif
 }
+
+#endif
 
 /* The 3x3 form of the half-word scheme (irnet_bconv_h3): a window is 9 contiguous words and the weights of
  * all pair-words follow each other in the order read, so one pointer walks them and the loop over pair-words
@@ -470,8 +476,11 @@ static inline void irnet_h3_sums(const uint32_t *x, const uint32_t *w, const uin
 #if defined(__clang__)
 #pragma clang diagnostic pop
 #endif
+#define IRNET_CM_H3 1
+#if !defined(__ARM_FEATURE_MVE)
 #define IRNET_CM_HALVES 1
-#else
+#endif
+#elif !defined(__ARM_FEATURE_MVE)
 /* popcounts of x ^ w0 and x ^ w1 over n contiguous words */
 static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
     int32_t *pop0, int32_t *pop1)
@@ -694,7 +703,7 @@ static int32_t irnet_outside(const uint32_t *wc, int k, int words, int ky0, int 
 /* words of the stack buffer that holds one gathered window */
 #define IRNET_CM_WINDOW 128
 
-#if defined(IRNET_CM_HALVES)
+#if defined(IRNET_CM_H3)
 /* columns of the three-row strip of irnet_bconv_h3, after its 72 weight words in the window buffer */
 #define IRNET_CM_H3_COLS 18
 
@@ -791,17 +800,23 @@ static inline void irnet_h3_floats(const uint32_t *sums, int m, int pairs, const
     }
 }
 
-/* 3x3 convolutions of at most 16 input channels on DSP cores, in chunks of up to 16 output channels
- * (8 pair-words, 72 weight words, which fit the window buffer with a strip of 18 input columns). Per output
- * row the three input rows are copied, each tap into both halves of a word, column by column into a strip
- * with zeros outside the input, so that every window, borders included, is 9 contiguous words. Windows differ
- * only by the values compared with (four kinds per output row: left or right border or not). window (128 words),
- * values (32) and fvals (16 floats, a chunk's values for the fused ops) are the caller's buffers. */
-static void irnet_bconv_h3(const uint32_t *in, int h, int w, int cin, const uint32_t *weight, int cout,
-    int stride, int pad, int pad_one, int ho, int wo, const int32_t *threshold, const float *mult,
-    const float *add, int act, const irnet_fusion *fuse, uint32_t *out_bits, float *out_f32, uint32_t *window,
-    uint32_t *values, float *fvals)
+/* 3x3 convolutions of at most 16 input channels on DSP cores (Helium ones too: for half a word per tap this
+ * beats four words per vector step), in chunks of up to 16 output channels (8 pair-words, 72 weight words,
+ * which fit the window buffer with a strip of 18 input columns). Per output row the three input rows are
+ * copied, each tap into both halves of a word, column by column into a strip with zeros outside the input, so
+ * that every window, borders included, is 9 contiguous words. Windows differ only by the values compared with
+ * (four kinds per output row: left or right border or not); fvals holds a chunk's values for the fused ops. */
+static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *prm, const uint32_t *in,
+    uint32_t *out_bits, float *out_f32)
 {
+    const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, stride = prm->stride, pad = prm->pad;
+    const int pad_one = prm->pad_one, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const uint32_t *weight = prm->weight;
+    const int32_t *threshold = prm->threshold;
+    const float *mult = prm->mult, *add = prm->add;
+    const irnet_fusion *fuse = &prm->fuse;
+    uint32_t window[IRNET_CM_WINDOW], values[32];
+    float fvals[16];
     const int out_words = (cout + 31) / 32;
     const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
     const int span = (IRNET_CM_H3_COLS - 3) / stride + 1; /* output columns per strip */
@@ -901,7 +916,10 @@ static void irnet_bconv_h3(const uint32_t *in, int h, int w, int cin, const uint
 }
 #endif
 
-void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
+/* The other binary convolutions (irnet_bconv_cm): a function of its own, as is irnet_bconv_h3, so that neither
+ * path's registers or stack depend on the other's */
+static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params *prm, const uint32_t *in,
+    uint32_t *out_bits, float *out_f32)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, pad_one = prm->pad_one, ho = prm->ho, wo = prm->wo, act = prm->act;
@@ -923,13 +941,6 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
     int32_t pops[32];
     float fvals[32];
     int oy, ox, c0, ky, i;
-#if defined(IRNET_CM_HALVES)
-    if (cin <= 16 && k == 3 && pad <= 1) {
-        irnet_bconv_h3(in, h, w, cin, weight, cout, stride, pad, pad_one, ho, wo, threshold, mult, add, act,
-            &prm->fuse, out_bits, out_f32, window, (uint32_t *)pops, fvals);
-        return;
-    }
-#endif
 #if defined(IRNET_CM_HALVES)
     /* half-word taps (see irnet_pops_halves): the pair-words of the weights after the window in the buffer */
     const int half = cin <= 16 && tap_words <= 25 && tap_words * (1 + 2 * ((cout + 3) / 4)) <= IRNET_CM_WINDOW;
@@ -1082,6 +1093,17 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
             }
         }
     }
+}
+
+void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
+{
+#if defined(IRNET_CM_H3)
+    if (prm->cin <= 16 && prm->k == 3 && prm->pad <= 1) {
+        irnet_bconv_h3(prm, in, out_bits, out_f32);
+        return;
+    }
+#endif
+    irnet_bconv_rows(prm, in, out_bits, out_f32);
 }
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
