@@ -545,8 +545,8 @@ static inline int irnet_cm_pixel(const irnet_fusion *f, int oy, int ox, int wo, 
     return oy * wo + ox;
 }
 
-/* dst = act(vals + r) (r read before dst is written: they may be the same), and its sign bits when SIGN; ACT and
- * SIGN are constants at every call, so each loop has no test but the compare */
+/* dst = act(vals + r) (r read before dst is written: they may be the same), and its sign bits when SIGN; called
+ * with constants for the usual activations, so that their loops test nothing else */
 static inline __attribute__((always_inline)) uint32_t irnet_cm_residual(const float *vals, const float *r,
     float *dst, int m, int act, int sign)
 {
@@ -565,8 +565,8 @@ static inline __attribute__((always_inline)) uint32_t irnet_cm_residual(const fl
 
 /* Float values (after the op's act) of channels c0 .. c0 + m - 1, which lie in one word of the sign output:
  * pooled, or added to the residual and signed */
-static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m, int cout,
-    const float *vals, float *out)
+static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, int oy, int ox, int wo, int c0,
+    int m, int cout, const float *vals, float *out)
 {
     int first;
     const int pixel = irnet_cm_pixel(f, oy, ox, wo, &first);
@@ -632,8 +632,8 @@ static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, 
 
 /* Output bits of channels c0 .. c0 + m - 1 (bit j: channel c0 + j; one word) pooled into the pooled pixel's word:
  * the window's first pixel sets them (and clears the word when c0 starts it), the others AND (OR in pool_or) */
-static __attribute__((noinline)) void irnet_cm_fused_bits(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m, int out_words,
-    uint32_t bits, uint32_t *out)
+static __attribute__((noinline)) void irnet_cm_fused_bits(const irnet_fusion *f, int oy, int ox, int wo, int c0,
+    int m, int out_words, uint32_t bits, uint32_t *out)
 {
     int first;
     const int pixel = irnet_cm_pixel(f, oy, ox, wo, &first);
@@ -651,8 +651,8 @@ static __attribute__((noinline)) void irnet_cm_fused_bits(const irnet_fusion *f,
 }
 
 /* All out_words words of output pixel (oy, ox) pooled into the pooled pixel's (irnet_cm_fused_bits) */
-static __attribute__((noinline)) void irnet_cm_pool_words(const irnet_fusion *f, int oy, int ox, int wo, int out_words, const uint32_t *bits,
-    uint32_t *out)
+static __attribute__((noinline)) void irnet_cm_pool_words(const irnet_fusion *f, int oy, int ox, int wo,
+    int out_words, const uint32_t *bits, uint32_t *out)
 {
     int first, i;
     uint32_t *dst = out + irnet_cm_pixel(f, oy, ox, wo, &first) * out_words;
@@ -1249,8 +1249,8 @@ static __attribute__((noinline)) uint32_t irnet_fblocks16_call(int len, int32_t 
 /* irnet_fblocks16 for the pool and residual: bits up to 16 blocks at a time into a buffer of words (an odd last
  * block's: the returned word's top half, inverted), floats one block at a time, then the shared epilogue. A
  * function of its own, so that the unfused loop keeps its registers. */
-static __attribute__((noinline)) void irnet_fblocks16_fused(int len, int cout, int act, const irnet_fusion *fuse, int oy, int ox, int wo,
-    struct irnet_fwin *s, uint32_t *out_bits, float *out_f32)
+static __attribute__((noinline)) void irnet_fblocks16_fused(int len, int cout, int act, const irnet_fusion *fuse,
+    int oy, int ox, int wo, struct irnet_fwin *s, uint32_t *out_bits, float *out_f32)
 {
     const int blocks = s->blocks, out_words = (cout + 31) / 32;
     float vals[16];
