@@ -1295,15 +1295,13 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
     const irnet_fusion *fuse = &prm->fuse;
-    /* the sign output alone is made from the stored output at the end; the residual and the pool take each
-     * chunk's values from a buffer */
-    /* a bits pool over at most 256 channels: each pixel's words go to pooled, then into the pooled pixel */
+    /* any: a residual or a pool. A bits pool over at most 256 channels: each pixel's words go to pooled, then into
+     * the pooled pixel; otherwise each chunk's values go through a buffer */
     const int pool_words = any && out_bits != 0 && fuse->pool != 0 && out_words <= 8;
     uint32_t pooled[8];
     uint32_t *const bits_base = pool_words ? pooled : out_bits;
     const int bits_step = pool_words ? 0 : out_words;
-    const int fused = any && (fuse->residual != 0 || fuse->pool != 0) && !pool_words;
-    const int sign_only = any && fuse->sign != 0 && !fused;
+    const int fused = any && !pool_words;
     float fvals[16];
     int oy, ox, co0, ky, kx, ci, j;
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
@@ -1417,19 +1415,20 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
             }
         }
     }
-    if (sign_only) {
-        irnet_cm_sign(out_f32, ho * wo, cout, fuse->sign);
-    }
 }
 
-/* The body twice: without fused ops (any = 0) it compiles to the loops it had before they existed */
+/* The body twice: without a residual or a pool (any = 0) it compiles to the loops it had before fused ops
+ * existed; the sign output alone is made from the stored output afterwards */
 void irnet_conv_f32_cm(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
     const irnet_fusion *fuse = &prm->fuse;
-    if (fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0) {
+    if (fuse->residual != 0 || fuse->pool != 0) {
         irnet_conv_f32_cm_body(prm, in, out_bits, out_f32, 1);
     } else {
         irnet_conv_f32_cm_body(prm, in, out_bits, out_f32, 0);
+        if (fuse->sign != 0) {
+            irnet_cm_sign(out_f32, prm->ho * prm->wo, prm->cout, fuse->sign);
+        }
     }
 }
 
