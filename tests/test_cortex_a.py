@@ -237,7 +237,8 @@ static int conv_case(int h, int w, int cin, int cout, int k, int s, int pad, int
         add[co] = co % 7 == 0 ? -0.0f : value(0);
     }
     {
-        irnet_conv_f32_params p = {h, w, cin, cout, k, s, pad, ho, wo, wp, mult, add, act};
+        irnet_conv_f32_params p = {.h = h, .w = w, .cin = cin, .cout = cout, .k = k, .stride = s, .pad = pad,
+                                   .ho = ho, .wo = wo, .weight = wp, .mult = mult, .add = add, .act = act};
         irnet_conv_f32_params q = p;
         q.weight = wn;
         memset(want, 0x55, sizeof(float) * (size_t)(ho * wo * cout));
