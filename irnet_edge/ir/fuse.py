@@ -2,8 +2,9 @@
 
 The exporter's graph is the oracle; a target's C runs the fused graph, and the reference executor runs either
 (tests hold the two equal). Three rewrites, each only where the arithmetic stays the same value for value:
-- pool: a conv (conv_f32 or bconv) whose only consumer is a max-pool with windows that tile the map (stride =
-  kernel, no padding) computes only the outputs some window covers and pools them as it goes;
+- pool (float output) and pool_bits (bits output): a conv (conv_f32 or bconv) whose only consumer is a max-pool
+  with windows that tile the map (stride = kernel, no padding) computes only the outputs some window covers and
+  pools them as it goes;
 - residual: a conv with float output whose only consumer is a residual add takes the add's other operand and its
   activation, and runs where the add ran (after the shortcut is computed); its output may then reuse the
   shortcut's memory (the planner decides);
@@ -14,7 +15,7 @@ from dataclasses import replace
 
 from .graph import Graph, Op
 
-FUSIONS = ("pool", "residual", "sign")
+FUSIONS = ("pool", "pool_bits", "residual", "sign")
 _CONVS = ("conv_f32", "bconv")
 
 
@@ -31,21 +32,21 @@ def _plain_conv(op: Op) -> bool:
     return op.kind in _CONVS and "pool" not in op.attrs and "residual_act" not in op.attrs and not op.sign
 
 
-def _tiling_pool(op: Op) -> bool:
-    if op.kind not in ("maxpool_f32", "maxpool_bits"):
+def _tiling_pool(op: Op, kinds: tuple[str, ...]) -> bool:
+    if op.kind not in kinds:
         return False
     k = op.attrs["k"]
     return op.attrs.get("stride", k) == k and op.attrs.get("pad", 0) == 0
 
 
-def _fuse_pools(graph: Graph) -> list[Op]:
+def _fuse_pools(graph: Graph, kinds: tuple[str, ...]) -> list[Op]:
     consumers, ops = _consumers(graph), list(graph.ops)
     for index, op in enumerate(graph.ops):
         users = consumers.get(op.output, [])
         if not _plain_conv(op) or len(users) != 1 or op.output == graph.output:
             continue
         pool = graph.ops[users[0]]
-        if not _tiling_pool(pool):
+        if not _tiling_pool(pool, kinds):
             continue
         mask = {"pool_min": pool.consts["min_mask"]} if pool.kind == "maxpool_f32" else {
             "pool_or": pool.consts["or_mask"]}
@@ -92,7 +93,10 @@ def fuse(graph: Graph, fusions: tuple[str, ...] = FUSIONS) -> Graph:
     """The graph with the named fusions applied (any of FUSIONS, in that order); the same tensors, fewer ops.
     Applying it to a fused graph changes nothing."""
     out = replace(graph, ops=list(graph.ops))
-    for name, rewrite in (("pool", _fuse_pools), ("residual", _fuse_residuals), ("sign", _fuse_signs)):
+    pools = tuple(kind for name, kind in (("pool", "maxpool_f32"), ("pool_bits", "maxpool_bits")) if name in fusions)
+    if pools:
+        out = replace(out, ops=_fuse_pools(out, pools))
+    for name, rewrite in (("residual", _fuse_residuals), ("sign", _fuse_signs)):
         if name in fusions:
             out = replace(out, ops=rewrite(out))
     used = {graph.input, out.output} | {n for op in out.ops for n in (*op.inputs, op.output, op.sign) if n}
