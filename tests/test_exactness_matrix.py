@@ -34,6 +34,7 @@ from torch import nn
 from irnet_edge.codegen import get_target, render, write_tree
 from irnet_edge.codegen.firmware import load_board, load_cpu, render_firmware
 from irnet_edge.codegen.render import RUNTIME_DIR
+from irnet_edge.codegen.schedule import schedule
 from irnet_edge.data import load_split
 from irnet_edge.ir import export, reference
 from irnet_edge.ir.graph import Graph
@@ -205,8 +206,10 @@ def build_and_run(models, trees, tmp_path: Path, compiler: str, cflags: str | No
             sample.numpy().tofile(debug / "sample.bin")
             (debug / "dump").mkdir()
             run_runner(debug / f"{prefix}_run", comp.arch, debug / "sample.bin", debug / "sample.out", debug / "dump")
-            dumps = {i: (debug / "dump" / f"op{i:03d}.bin").read_bytes() for i in range(len(model.graph.ops))}
-            mismatch = first_mismatch(model.graph, sample[0], dumps)
+            target = get_target("cortex-a" if comp.arch else "host")
+            ran = schedule(model.graph, target).graph
+            dumps = {i: (debug / "dump" / f"op{i:03d}.bin").read_bytes() for i in range(len(ran.ops))}
+            mismatch = first_mismatch(model.graph, sample[0], dumps, target)
             outcome.where = mismatch.describe() if mismatch else "no op output differs in the debug build"
     return outcomes
 

@@ -12,6 +12,7 @@ from torch import nn
 from irnet_edge.cli import main
 from irnet_edge.codegen import get_target, render, write_tree
 from irnet_edge.codegen.render import runtime_files
+from irnet_edge.codegen.schedule import schedule
 from irnet_edge.data import get_dataset_info, load_split
 from irnet_edge.errors import IrnetEdgeError
 from irnet_edge.ir import export, reference
@@ -236,7 +237,8 @@ def test_a_wrong_constant_is_traced_to_its_layer(trained_mcu, mnist_test, tmp_pa
     from irnet_edge.nn.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(trained_mcu["mcu_m4"])
-    graph = export(ckpt)
+    host = get_target("host")
+    graph = schedule(export(ckpt), host).graph  # the ops the C runs, one dump each
     broken = copy.deepcopy(graph)
     victim = [i for i, op in enumerate(broken.ops) if op.kind == "bconv"][1]
     broken.ops[victim].consts["threshold"] = broken.ops[victim].consts["threshold"] + 10_000
@@ -245,7 +247,7 @@ def test_a_wrong_constant_is_traced_to_its_layer(trained_mcu, mnist_test, tmp_pa
     sample = hwc(mnist_test.images[:1])
     run_c(broken, "m4", ckpt.sha256, sample, tmp_path, defines=("M4_DEBUG_DUMP",), dump_dir=dump)
     dumps = {i: (dump / f"op{i:03d}.bin").read_bytes() for i in range(len(graph.ops))}
-    mismatch = first_mismatch(graph, sample[0], dumps)
+    mismatch = first_mismatch(graph, sample[0], dumps, host)
     assert mismatch is not None and mismatch.op_index == victim
     assert "irconv2d" in mismatch.describe()
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from irnet_edge.codegen import get_target, render, write_tree
 from irnet_edge.codegen.firmware import load_board
+from irnet_edge.codegen.schedule import schedule
 from irnet_edge.ir import export, reference
 from irnet_edge.ir.baseline import float_baseline
 from irnet_edge.ir.bits import pack_negative, unpack_negative
@@ -235,8 +236,8 @@ def _check_every_op(graph: Graph, work, cc: str, cflags: str, isa: str | None) -
         dump.mkdir()
         inputs[i:i + 1].numpy().tofile(work / "one.bin")
         toolchain.run(runner, work / "one.bin", work / "one_out.bin", dump, launcher=launcher)
-        dumps = {j: (dump / f"op{j:03d}.bin").read_bytes() for j in range(len(graph.ops))}
-        mismatch = first_mismatch(graph, inputs[i], dumps)
+        dumps = {j: (dump / f"op{j:03d}.bin").read_bytes() for j in range(len(schedule(graph, target).graph.ops))}
+        mismatch = first_mismatch(graph, inputs[i], dumps, target)
         assert mismatch is None, mismatch.describe()
 
 

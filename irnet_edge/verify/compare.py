@@ -4,6 +4,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..codegen.schedule import schedule
+from ..codegen.targets import Target
 from ..ir import reference
 from ..ir.bits import pack_negative
 from ..ir.graph import Graph
@@ -29,7 +31,11 @@ class LayerMismatch:
                 f"{self.byte_index} of its output")
 
 
-def first_mismatch(graph: Graph, sample: torch.Tensor, dumps: dict[int, bytes]) -> LayerMismatch | None:
+def first_mismatch(graph: Graph, sample: torch.Tensor, dumps: dict[int, bytes], target: Target
+                   ) -> LayerMismatch | None:
+    """The first op of the C target runs (graph with target's fusions, codegen.schedule) whose output dump
+    (dumps: op index -> the bytes NAME_DEBUG_DUMP wrote) differs from the reference's, or None."""
+    graph = schedule(graph, target).graph
     values = reference.run(graph, sample[None], keep_all=True)
     for index, op in enumerate(graph.ops):
         expected = as_c_bytes(graph, op.output, values[op.output][0])

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..codegen import get_target, render, write_tree
+from ..codegen.schedule import schedule
 from ..codegen.targets import Target
 from ..errors import IrnetEdgeError
 from ..ir import reference
@@ -99,6 +100,7 @@ def verify(graph: Graph, prefix: str, checkpoint_sha256: str, inputs_hwc: torch.
         run_c(graph, prefix, checkpoint_sha256, inputs_hwc[result.first_bad:result.first_bad + 1], work,
               cflags=cflags, defines=(f"{prefix.upper()}_DEBUG_DUMP",), dump_dir=dump_dir, tree_name="debug",
               isa=isa, target=target)
-        dumps = {i: (dump_dir / f"op{i:03d}.bin").read_bytes() for i in range(len(graph.ops))}
-        result.mismatch = first_mismatch(graph, inputs_hwc[result.first_bad], dumps)
+        chosen = target or get_target("host")
+        dumps = {i: (dump_dir / f"op{i:03d}.bin").read_bytes() for i in range(len(schedule(graph, chosen).graph.ops))}
+        result.mismatch = first_mismatch(graph, inputs_hwc[result.first_bad], dumps, chosen)
         return result
