@@ -66,9 +66,9 @@ def bconv_neon_scratch_bytes(h: int, w: int, cin: int, cout: int, k: int, stride
     zero_pad = pad > 0 and not pad_one
     classes = _count_ranges(ho, h, k, stride, pad) * _count_ranges(wo, w, k, stride, pad) if zero_pad else 1
     pieces = [
-        ((3 if paired else 1) * plane * 4) if pad > 0 or paired else 0,  # the zero-bordered copy (and V, H)
+        2 * plane * 4 if paired else plane * 4 if pad > 0 else 0,  # the zero-bordered copy, or V and H
         (3 * ho + 3 * wo + 2) * 4,  # rs, cs, ky0, ky1, kx0, kx1
-        3 * (blocks * BCONV_NEON_PX + 3) * 4,  # first, dest, klass
+        max(3 * (blocks * BCONV_NEON_PX + 3) * 4, plane * 4 if paired else 0),  # first, dest, klass; or P
         (4 * steps + 3 * n + k * k) * 4,  # off, woff, taps, absent
         4 * n * 4 if paired else 0,  # irnet_pack's paired rows
         4 * n * min(chunk, groups) * 4,  # packed weights

@@ -487,9 +487,9 @@ static irnet_bconv_plan irnet_bconv_plan_of(const irnet_bconv_params *prm, int b
     q->words = (cin + 31) / 32;
     q->rn = k * k * q->words;
     /* Cin <= 16 leaves half of every word empty: the stream then pairs taps, two 16-bit taps per word, read
-     * from images of vertically (V) and horizontally (H) paired pixels built next to the zero-bordered copy
-     * (P): kernel rows 2i and 2i + 1 column by column from V, an odd last row two taps at a time from H and
-     * its odd last tap from P. The empty upper halves are zero in both operands, so they XOR to zero. */
+     * from images of vertically (V) and horizontally (H) paired pixels of the zero-bordered copy (P): kernel
+     * rows 2i and 2i + 1 column by column from V, an odd last row two taps at a time from H and its odd last
+     * tap from H's low half. The empty upper halves are zero in both operands, so they XOR to zero. */
     q->paired = cin <= 16 && k > 1;
     q->n = q->paired ? k / 2 * k + k % 2 * (k + 1) / 2 : q->rn;
     /* With an odd k that leaves one tap alone in the last word (n is then odd: its quarter step). A 16-bit
@@ -507,12 +507,14 @@ static irnet_bconv_plan irnet_bconv_plan_of(const irnet_bconv_params *prm, int b
     q->pixels = ho * wo;
     q->blocks = (q->pixels + IRNET_PX - 1) / IRNET_PX;
     q->zero_pad = pad > 0 && !prm->pad_one;
-    /* the zero-bordered copy P (and V, H) */
-    q->padded = irnet_piece(&at, pad > 0 || q->paired ? (size_t)(q->paired ? 3 : 1) * q->plane * 4 : 0);
+    /* the zero-bordered copy P, or the paired images V and H */
+    q->padded = irnet_piece(&at, q->paired ? (size_t)2 * q->plane * 4 : pad > 0 ? (size_t)q->plane * 4 : 0);
     /* rs[ho + 1], cs[wo + 1], ky0[ho], ky1[ho], kx0[wo], kx1[wo] */
     q->ranges = irnet_piece(&at, (size_t)(3 * ho + 3 * wo + 2) * sizeof(int));
-    /* first, dest, klass: [blocks * IRNET_PX + 3] each */
-    q->pixel_tables = irnet_piece(&at, (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int));
+    /* first, dest, klass: [blocks * IRNET_PX + 3] each; paired, P lies here until V and H are built from it */
+    q->pixel_tables = irnet_piece(&at, (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int) >
+        (size_t)(q->paired ? q->plane * 4 : 0) ? (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int) :
+        (size_t)q->plane * 4);
     /* off[4 * steps], woff[n], taps[2 * n], absent[k * k] */
     q->stream = irnet_piece(&at, (size_t)(4 * q->steps + 3 * q->n + k * k) * sizeof(int));
     /* irnet_pack's paired rows, [4 * n] */
@@ -587,7 +589,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
     int *const klass = dest + blocks * IRNET_PX + 3;
     int *const off = (int *)(scratch + q.stream), *const woff = off + 4 * steps, *const taps = woff + n;
     int *const absent = taps + 2 * n;
-    uint32_t *const padded = (uint32_t *)(scratch + q.padded);
+    uint32_t *const padded = (uint32_t *)(scratch + (paired ? q.pixel_tables : q.padded));
     uint32_t *const wpack = (uint32_t *)(scratch + q.wpack), *const rows4 = (uint32_t *)(scratch + q.rows4);
     uint8x16_t *const bufs = (uint8x16_t *)(scratch + q.bufs);
 #if defined(_OPENMP)
@@ -609,8 +611,9 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
     }
     if (paired) {
         /* V[i] = P[i] | P[i + pw] << 16, H[i] = P[i] | P[i + 1] << 16; at the end of the image the missing
-         * partner is zero (those words are never read as a pair) */
-        uint32_t *v = padded + plane, *hz = padded + 2 * plane;
+         * partner is zero (those words are never read as a pair). P's words are the low halves of H's, so
+         * that P is not kept: it lies where the pixel tables go next. */
+        uint32_t *v = (uint32_t *)(scratch + q.padded), *hz = v + plane;
         for (i = 0; i + 4 <= plane - pw; i += 4) {
             vst1q_u32(v + i, vsliq_n_u32(vld1q_u32(padded + i), vld1q_u32(padded + i + pw), 16));
         }
@@ -623,6 +626,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
         for (; i < plane; ++i) {
             hz[i] = padded[i] | (i + 1 < plane ? padded[i + 1] << 16 : 0);
         }
+        src = v;
     }
     if (zero_pad) {
         nrc = irnet_tap_ranges(ho, h, k, stride, pad, rs, ky0, ky1);
@@ -682,13 +686,13 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
         i = 0;
         for (ty = 0; ty + 1 < k; ty += 2) {
             for (tx = 0; tx < k; ++tx, ++i) {
-                woff[i] = plane + ty * pw + tx;
+                woff[i] = ty * pw + tx;
                 taps[2 * i] = ty * k + tx;
                 taps[2 * i + 1] = (ty + 1) * k + tx;
             }
         }
         for (tx = 0; ty < k && tx < k; tx += 2, ++i) {
-            woff[i] = (tx + 1 < k ? 2 * plane : 0) + ty * pw + tx;
+            woff[i] = plane + ty * pw + tx;
             taps[2 * i] = ty * k + tx;
             taps[2 * i + 1] = tx + 1 < k ? ty * k + tx + 1 : -1;
         }
@@ -787,6 +791,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                     const char *const s2 = (const char *)(src + o[2]), *const s3 = (const char *)(src + o[3]);
                     uint8x16_t *dst = buf + IRNET_PX * s;
                     if (half && s == steps - 1) {
+                        /* the lone tap, read from H: the insert keeps the word's low half, P's word */
 #pragma GCC unroll 8
                         for (p = 0; p < IRNET_PX; p += 2) {
                             const uint32x4_t v = vcombine_u32(vld1_dup_u32((const uint32_t *)(s0 + fp[p])),
