@@ -5,7 +5,7 @@ use, so ``import irnet_edge`` stays light (no torch); so is ``import_official`` 
 IR-Net code), from irnet_edge.official_import.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["CompiledModel", "__version__", "convert", "evaluate", "import_official"]
 
