@@ -162,6 +162,23 @@ static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint3
     IRNET_CM_ONE("r1", "r12", ADD) IRNET_CM_ONE("r2", "lr", ADD) \
     "5:\n\t"
 
+/* The run over n = 3 * steps words, steps <= IRNET_CM_STEPS: r3 = IRNET_CM_STEPS - steps picks the step to enter
+ * from a table of branch offsets (TBH), and the steps follow each other without a loop: a window of a 3x3 kernel
+ * over 32, 64 or 128 channels is 3, 6 or 12 steps, and a loop with its tail cost a channel pair 9 to 18
+ * instructions where TBH costs one. */
+#define IRNET_CM_STEPS 12
+#define IRNET_CM_TABLE_RUN(ADD) \
+    "tbh [pc, r3, lsl #1]\n" \
+    "9:\n\t" \
+    ".hword (31f - 9b) / 2\n\t" ".hword (32f - 9b) / 2\n\t" ".hword (33f - 9b) / 2\n\t" \
+    ".hword (34f - 9b) / 2\n\t" ".hword (35f - 9b) / 2\n\t" ".hword (36f - 9b) / 2\n\t" \
+    ".hword (37f - 9b) / 2\n\t" ".hword (38f - 9b) / 2\n\t" ".hword (39f - 9b) / 2\n\t" \
+    ".hword (40f - 9b) / 2\n\t" ".hword (41f - 9b) / 2\n\t" ".hword (42f - 9b) / 2\n" \
+    "31:\n\t" IRNET_CM_STEP(ADD) "32:\n\t" IRNET_CM_STEP(ADD) "33:\n\t" IRNET_CM_STEP(ADD) \
+    "34:\n\t" IRNET_CM_STEP(ADD) "35:\n\t" IRNET_CM_STEP(ADD) "36:\n\t" IRNET_CM_STEP(ADD) \
+    "37:\n\t" IRNET_CM_STEP(ADD) "38:\n\t" IRNET_CM_STEP(ADD) "39:\n\t" IRNET_CM_STEP(ADD) \
+    "40:\n\t" IRNET_CM_STEP(ADD) "41:\n\t" IRNET_CM_STEP(ADD) "42:\n\t" IRNET_CM_STEP(ADD)
+
 #if !defined(__ARM_FEATURE_MVE)
 /* popcounts of x ^ w0 and x ^ w1 over n contiguous words, added to *pop0 and *pop1 */
 static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int n,
@@ -181,17 +198,48 @@ static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint3
     *pop1 = acc1;
 }
 
+#define IRNET_CM_POPS_PAIRS(RUN) \
+        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6") \
+        "6:\n\t" \
+        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t" \
+        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t" \
+        "mov r12, #0\n\t" \
+        "mov lr, #0\n\t" \
+        RUN(IRNET_CM_ADD_NIBBLES) \
+        "ldr r3, " IRNET_CM_ST(pops, 12) "\n\t" \
+        "strd r12, lr, [r3], #8\n\t" \
+        "str r3, " IRNET_CM_ST(pops, 12) "\n\t" \
+        "ldr r3, " IRNET_CM_ST(skip, 8) "\n\t" \
+        "add r1, r1, r3\n\t" \
+        "add r2, r2, r3\n\t" \
+        "ldr r3, " IRNET_CM_ST(end, 16) "\n\t" \
+        "cmp r1, r3\n\t" \
+        "blo 6b\n\t" \
+        IRNET_CM_ST_DROP(20)
+#if defined(__clang__)
+#define IRNET_CM_POPS_OPERANDS \
+        : "+r"(rw0), "+r"(rw1), "+r"(rx), "+r"(rn), "+r"(rskip), "+r"(rpops), "+r"(rend) \
+        : \
+        : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+#else
+#define IRNET_CM_POPS_OPERANDS \
+        : "+r"(rw0), "+r"(rw1), [pops] "+m"(s.pops) \
+        : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip), [end] "m"(s.end) \
+        : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+#endif
+
 /* pops[i] = popcount over n words of x ^ (weights of channel i), for the channels pairs (0, 1), (2, 3), ...
  * up to 'pairs' pairs; channel i's words start at w + i * tap_words. The loop over channel pairs is in the
  * assembly too, as every register is taken: its state lives in a stack struct (sp-relative operands). */
 static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
     int32_t *pops)
 {
+    const int table = n % 3 == 0 && n <= 3 * IRNET_CM_STEPS;
     register const uint32_t *rw0 __asm__("r1") = w;
     register const uint32_t *rw1 __asm__("r2") = w + tap_words;
 #if defined(__clang__)
     register const uint32_t *rx __asm__("r0") = x;
-    register int32_t rn __asm__("r3") = n;
+    register int32_t rn __asm__("r3") = table ? IRNET_CM_STEPS - n / 3 : n;
     register int32_t rskip __asm__("r4") = (2 * tap_words - n) * 4;
     register int32_t *rpops __asm__("r5") = pops;
     register const uint32_t *rend __asm__("r6") = w + 2 * pairs * tap_words;
@@ -202,39 +250,59 @@ static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w,
         const uint32_t *end;
     } s;
     s.x = x;
-    s.n = n;
+    s.n = table ? IRNET_CM_STEPS - n / 3 : n;
     s.skip = (2 * tap_words - n) * 4; /* both weight pointers, from the end of one pair to the next */
     s.pops = pops;
     s.end = w + 2 * pairs * tap_words;
 #endif
-    __asm__ volatile(
-        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6")
-        "6:\n\t"
-        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t"
-        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t"
-        "mov r12, #0\n\t"
-        "mov lr, #0\n\t"
-        IRNET_CM_RUN(IRNET_CM_ADD_NIBBLES)
-        "ldr r3, " IRNET_CM_ST(pops, 12) "\n\t"
-        "strd r12, lr, [r3], #8\n\t"
-        "str r3, " IRNET_CM_ST(pops, 12) "\n\t"
-        "ldr r3, " IRNET_CM_ST(skip, 8) "\n\t"
-        "add r1, r1, r3\n\t"
-        "add r2, r2, r3\n\t"
-        "ldr r3, " IRNET_CM_ST(end, 16) "\n\t"
-        "cmp r1, r3\n\t"
-        "blo 6b\n\t"
-        IRNET_CM_ST_DROP(20)
-#if defined(__clang__)
-        : "+r"(rw0), "+r"(rw1), "+r"(rx), "+r"(rn), "+r"(rskip), "+r"(rpops), "+r"(rend)
-        :
-        : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
-#else
-        : "+r"(rw0), "+r"(rw1), [pops] "+m"(s.pops)
-        : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip), [end] "m"(s.end)
-        : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
-#endif
+    if (table) {
+        __asm__ volatile(IRNET_CM_POPS_PAIRS(IRNET_CM_TABLE_RUN) IRNET_CM_POPS_OPERANDS);
+    } else {
+        __asm__ volatile(IRNET_CM_POPS_PAIRS(IRNET_CM_RUN) IRNET_CM_POPS_OPERANDS);
+    }
 }
+
+#define IRNET_CM_BITS_PAIRS(RUN) \
+        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6, r8, r9") \
+        "6:\n\t" \
+        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t" \
+        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t" \
+        "mov r12, #0\n\t" \
+        "mov lr, #0\n\t" \
+        RUN(IRNET_CM_ADD_NIBBLES) \
+        "ldr r3, " IRNET_CM_ST(thr, 16) "\n\t" \
+        "ldrd r4, r5, [r3], #8\n\t" \
+        "str r3, " IRNET_CM_ST(thr, 16) "\n\t" \
+        "ldr r6, " IRNET_CM_ST(bits, 12) "\n\t" \
+        "sub r12, r6, r12, lsl #1\n\t" \
+        "qsub r4, r12, r4\n\t" /* saturating: any threshold keeps the sign right */ \
+        "sub lr, r6, lr, lsl #1\n\t" \
+        "qsub r5, lr, r5\n\t" \
+        "ldr r3, " IRNET_CM_ST(word, 24) "\n\t" \
+        "and r4, r4, #0x80000000\n\t" \
+        "orr r3, r4, r3, lsr #1\n\t" \
+        "and r5, r5, #0x80000000\n\t" \
+        "orr r3, r5, r3, lsr #1\n\t" \
+        "str r3, " IRNET_CM_ST(word, 24) "\n\t" \
+        "ldr r3, " IRNET_CM_ST(skip, 8) "\n\t" \
+        "add r1, r1, r3\n\t" \
+        "add r2, r2, r3\n\t" \
+        "ldr r3, " IRNET_CM_ST(end, 20) "\n\t" \
+        "cmp r1, r3\n\t" \
+        "blo 6b\n\t"
+#if defined(__clang__)
+#define IRNET_CM_BITS_END "ldr r3, [sp, #24]\n\t" IRNET_CM_ST_DROP(28)
+#define IRNET_CM_BITS_OPERANDS \
+        : "+r"(rw0), "+r"(rw1), "+r"(rx), "+r"(rn), "+r"(rskip), "+r"(rbits), "+r"(rthr), "+r"(rend), "+r"(rword) \
+        : \
+        : "r10", "r11", "r12", "lr", "cc", "memory"
+#else
+#define IRNET_CM_BITS_END
+#define IRNET_CM_BITS_OPERANDS \
+        : "+r"(rw0), "+r"(rw1), [thr] "+m"(s.threshold), [word] "+m"(s.word) \
+        : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip), [bits] "m"(s.bits), [end] "m"(s.end) \
+        : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+#endif
 
 /* The same loop with the output bits made in the assembly: channel c's bit is the sign of
  * bits_counted - 2 * pop - threshold[c], shifted in from the top, two channels per pair. Returns the bits of
@@ -242,11 +310,12 @@ static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w,
 static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
     const int32_t *threshold, int32_t bits_counted)
 {
+    const int table = n % 3 == 0 && n <= 3 * IRNET_CM_STEPS;
     register const uint32_t *rw0 __asm__("r1") = w;
     register const uint32_t *rw1 __asm__("r2") = w + tap_words;
 #if defined(__clang__)
     register const uint32_t *rx __asm__("r0") = x;
-    register uint32_t rn __asm__("r3") = (uint32_t)n; /* the word at the end */
+    register uint32_t rn __asm__("r3") = (uint32_t)(table ? IRNET_CM_STEPS - n / 3 : n); /* the word at the end */
     register int32_t rskip __asm__("r4") = (2 * tap_words - n) * 4;
     register int32_t rbits __asm__("r5") = bits_counted;
     register const int32_t *rthr __asm__("r6") = threshold;
@@ -261,56 +330,24 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
         uint32_t word;
     } s;
     s.x = x;
-    s.n = n;
+    s.n = table ? IRNET_CM_STEPS - n / 3 : n;
     s.skip = (2 * tap_words - n) * 4;
     s.bits = bits_counted;
     s.threshold = threshold;
     s.end = w + 2 * pairs * tap_words;
     s.word = 0;
 #endif
-    __asm__ volatile(
-        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6, r8, r9")
-        "6:\n\t"
-        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t"
-        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t"
-        "mov r12, #0\n\t"
-        "mov lr, #0\n\t"
-        IRNET_CM_RUN(IRNET_CM_ADD_NIBBLES)
-        "ldr r3, " IRNET_CM_ST(thr, 16) "\n\t"
-        "ldrd r4, r5, [r3], #8\n\t"
-        "str r3, " IRNET_CM_ST(thr, 16) "\n\t"
-        "ldr r6, " IRNET_CM_ST(bits, 12) "\n\t"
-        "sub r12, r6, r12, lsl #1\n\t"
-        "qsub r4, r12, r4\n\t" /* saturating: any threshold keeps the sign right */
-        "sub lr, r6, lr, lsl #1\n\t"
-        "qsub r5, lr, r5\n\t"
-        "ldr r3, " IRNET_CM_ST(word, 24) "\n\t"
-        "and r4, r4, #0x80000000\n\t"
-        "orr r3, r4, r3, lsr #1\n\t"
-        "and r5, r5, #0x80000000\n\t"
-        "orr r3, r5, r3, lsr #1\n\t"
-        "str r3, " IRNET_CM_ST(word, 24) "\n\t"
-        "ldr r3, " IRNET_CM_ST(skip, 8) "\n\t"
-        "add r1, r1, r3\n\t"
-        "add r2, r2, r3\n\t"
-        "ldr r3, " IRNET_CM_ST(end, 20) "\n\t"
-        "cmp r1, r3\n\t"
-        "blo 6b\n\t"
+    if (table) {
+        __asm__ volatile(IRNET_CM_BITS_PAIRS(IRNET_CM_TABLE_RUN) IRNET_CM_BITS_END IRNET_CM_BITS_OPERANDS);
+    } else {
+        __asm__ volatile(IRNET_CM_BITS_PAIRS(IRNET_CM_RUN) IRNET_CM_BITS_END IRNET_CM_BITS_OPERANDS);
+    }
 #if defined(__clang__)
-        "ldr r3, [sp, #24]\n\t"
-        IRNET_CM_ST_DROP(28)
-        : "+r"(rw0), "+r"(rw1), "+r"(rx), "+r"(rn), "+r"(rskip), "+r"(rbits), "+r"(rthr), "+r"(rend), "+r"(rword)
-        :
-        : "r10", "r11", "r12", "lr", "cc", "memory");
     return rn >> (32 - 2 * pairs);
 #else
-        : "+r"(rw0), "+r"(rw1), [thr] "+m"(s.threshold), [word] "+m"(s.word)
-        : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip), [bits] "m"(s.bits), [end] "m"(s.end)
-        : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
     return s.word >> (32 - 2 * pairs);
 #endif
 }
-
 #endif
 /* acc += the eight nibbles of V as four byte sums (a byte stays below 256 over up to 31 words) */
 #define IRNET_CM_ADD_BYTES(ACC, V, T) \
@@ -1108,44 +1145,61 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
 /* Single-precision FPU (M4F, M7, M33, M55): blocks of 16 output channels whose accumulators stay in s16-s31
- * for a whole window, in assembly because GCC keeps float accumulator arrays in memory. Per input value: one
- * load of it, two VLDMs of 8 weights, then VMUL and VADD per channel (no fused multiply-add, as the portable
- * kernel rounds the product). The output transform follows in the same statement, as nothing guarantees that
- * s16-s31 survive between two asm statements. */
-#define IRNET_CM_FMAC8(A, B, C, D, E, F, G, H) \
-    "vmul.f32 s0, s8, s0\n\t" "vmul.f32 s1, s8, s1\n\t" "vmul.f32 s2, s8, s2\n\t" "vmul.f32 s3, s8, s3\n\t" \
-    "vmul.f32 s4, s8, s4\n\t" "vmul.f32 s5, s8, s5\n\t" "vmul.f32 s6, s8, s6\n\t" "vmul.f32 s7, s8, s7\n\t" \
+ * for a whole window, in assembly because GCC keeps float accumulator arrays in memory. Per input value: two
+ * VLDMs of 8 weights, then VMUL and VADD per channel (no fused multiply-add, as the portable kernel rounds the
+ * product); the values themselves three to a load where a row of taps holds a multiple of three (the 3x3 stems
+ * over 1 and 3 channels). The output transform follows in the same statement, as nothing guarantees that
+ * s16-s31 survive between two asm statements, and so does the next window of a row where the C between two
+ * windows would cost more than a stem's window of one channel. */
+#define IRNET_CM_FMAC8(X, A, B, C, D, E, F, G, H) \
+    "vmul.f32 s0, " X ", s0\n\t" "vmul.f32 s1, " X ", s1\n\t" "vmul.f32 s2, " X ", s2\n\t" \
+    "vmul.f32 s3, " X ", s3\n\t" "vmul.f32 s4, " X ", s4\n\t" "vmul.f32 s5, " X ", s5\n\t" \
+    "vmul.f32 s6, " X ", s6\n\t" "vmul.f32 s7, " X ", s7\n\t" \
     "vadd.f32 " A ", " A ", s0\n\t" "vadd.f32 " B ", " B ", s1\n\t" "vadd.f32 " C ", " C ", s2\n\t" \
     "vadd.f32 " D ", " D ", s3\n\t" "vadd.f32 " E ", " E ", s4\n\t" "vadd.f32 " F ", " F ", s5\n\t" \
     "vadd.f32 " G ", " G ", s6\n\t" "vadd.f32 " H ", " H ", s7\n\t"
-/* the carry is set unless y < 0 (also for NaN), and RRX shifts it in from the top */
-#define IRNET_CM_FBIT(S) "vcmp.f32 " S ", #0\n\t" "vmrs APSR_nzcv, fpscr\n\t" "rrx %[word], %[word]\n\t"
+/* y = p + b < 0 exactly when b < -p (the sum's rounding keeps its sign and gives zero only for an exact zero;
+ * infinities and NaNs compare alike), so the bits output takes -p from VNMUL (the rounded product, negated) and
+ * compares b with it: the carry is set unless b < -p (also for NaN), and RRX shifts it in from the top */
+#define IRNET_CM_FBIT(B, Q) "vcmp.f32 " B ", " Q "\n\t" "vmrs APSR_nzcv, fpscr\n\t" "rrx %[word], %[word]\n\t"
 #define IRNET_CM_FOP16(OP) \
     OP " s16, s16, s0\n\t" OP " s17, s17, s1\n\t" OP " s18, s18, s2\n\t" OP " s19, s19, s3\n\t" \
     OP " s20, s20, s4\n\t" OP " s21, s21, s5\n\t" OP " s22, s22, s6\n\t" OP " s23, s23, s7\n\t" \
     OP " s24, s24, s8\n\t" OP " s25, s25, s9\n\t" OP " s26, s26, s10\n\t" OP " s27, s27, s11\n\t" \
     OP " s28, s28, s12\n\t" OP " s29, s29, s13\n\t" OP " s30, s30, s14\n\t" OP " s31, s31, s15\n\t"
 
+/* the 16 products of the input value X and the weights at %[w], added to s16-s31; %[w] moves to the next value's */
+#define IRNET_CM_FVALUE(X) \
+    "vldmia %[w]!, {s0-s7}\n\t" \
+    IRNET_CM_FMAC8(X, "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23") \
+    "vldmia %[w]!, {s0-s7}\n\t" \
+    IRNET_CM_FMAC8(X, "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31") \
+    "add %[w], %[w], %[step]\n\t"
+
 struct irnet_fwin {
     const float *x; /* the window's first tap present */
     int32_t rows; /* rows of taps present */
+    int32_t len3; /* input values of a row of taps / 3 when a whole number, else 0 */
     const float *w; /* the next block's weights of that tap */
     int32_t x_skip, w_skip; /* bytes from the end of one row of taps to the start of the next */
     const float *zeros, *mult, *add; /* mult and add of the next block */
     float *out; /* float output of the next block, or 0: bits */
     uint32_t *bits; /* the next output word */
     int32_t blocks, done;
+    int32_t pixels; /* windows in a row to run, x_step bytes apart; the blocks restart at w_base, mult_base and
+                     * add_base, out and bits run on */
+    int32_t x_step;
+    const float *w_base, *mult_base, *add_base;
 };
 
-/* The fields of s in the assembly below: "m" operands where GCC optimises. clang gives every "m" operand a
- * register of its own, as does GCC without optimisation (where there are then too few): there s is one
- * register and the fields are at offsets given as "i" operands, the same instructions. */
-#if defined(__clang__) || !defined(__OPTIMIZE__)
+/* The fields of s in the assembly below: s is one register and the fields are at offsets given as "i" operands
+ * (with "m" operands clang would give each field a register of its own, and GCC allows only 30 operands) */
 #define IRNET_CM_FW(NAME) "[%[s], %[" #NAME "]]"
-#else
-#define IRNET_CM_FW(NAME) "%[" #NAME "]"
-#endif
 
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Woverlength-strings" /* an assembly loop is one string */
+#endif
 /* All 'blocks' blocks of 16 channels of one window: rows x len input values from x (rows x_skip bytes
  * apart), for each value 16 weights and w_step bytes further to the next value's. y = acc * mult + add goes to
  * out or, with out == 0, (y < 0) inverted is shifted into word from the top, one channel after the other, and
@@ -1167,16 +1221,15 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
         "ldr %[t], " IRNET_CM_FW(zeros) "\n\t"
         "vldmia %[t], {s16-s31}\n"
         "1:\n\t"
-        "mov %[n], %[len]\n"
+        "ldr %[n], " IRNET_CM_FW(len3) "\n\t"
+        "cmp %[n], #0\n\t"
+        "beq 7f\n"
         "2:\n\t"
-        "vldmia %[x]!, {s8}\n\t"
-        "vldmia %[w]!, {s0-s7}\n\t"
-        IRNET_CM_FMAC8("s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
-        "vldmia %[w]!, {s0-s7}\n\t"
-        IRNET_CM_FMAC8("s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
-        "add %[w], %[w], %[step]\n\t"
+        "vldmia %[x]!, {s8-s10}\n\t"
+        IRNET_CM_FVALUE("s8") IRNET_CM_FVALUE("s9") IRNET_CM_FVALUE("s10")
         "subs %[n], %[n], #1\n\t"
-        "bne 2b\n\t"
+        "bne 2b\n"
+        "5:\n\t"
         "ldr %[t], " IRNET_CM_FW(xs) "\n\t"
         "add %[x], %[x], %[t]\n\t"
         "ldr %[t], " IRNET_CM_FW(ws) "\n\t"
@@ -1186,22 +1239,36 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
         "ldr %[t], " IRNET_CM_FW(mult) "\n\t"
         "vldmia %[t]!, {s0-s15}\n\t"
         "str %[t], " IRNET_CM_FW(mult) "\n\t"
+        "ldr %[n], " IRNET_CM_FW(out) "\n\t"
+        "cmp %[n], #0\n\t"
+        "beq 3f\n\t"
         IRNET_CM_FOP16("vmul.f32")
         "ldr %[t], " IRNET_CM_FW(add) "\n\t"
         "vldmia %[t]!, {s0-s15}\n\t"
         "str %[t], " IRNET_CM_FW(add) "\n\t"
         IRNET_CM_FOP16("vadd.f32")
-        "ldr %[t], " IRNET_CM_FW(out) "\n\t"
-        "cmp %[t], #0\n\t"
-        "beq 3f\n\t"
-        "vstmia %[t]!, {s16-s31}\n\t"
-        "str %[t], " IRNET_CM_FW(out) "\n\t"
+        "vstmia %[n]!, {s16-s31}\n\t"
+        "str %[n], " IRNET_CM_FW(out) "\n\t"
         "b 4f\n"
+        "7:\n\t" /* a row of taps whose values are not a multiple of three: one at a time */
+        "mov %[n], %[len]\n"
+        "8:\n\t"
+        "vldmia %[x]!, {s8}\n\t"
+        IRNET_CM_FVALUE("s8")
+        "subs %[n], %[n], #1\n\t"
+        "bne 8b\n\t"
+        "b 5b\n"
         "3:\n\t"
-        IRNET_CM_FBIT("s16") IRNET_CM_FBIT("s17") IRNET_CM_FBIT("s18") IRNET_CM_FBIT("s19")
-        IRNET_CM_FBIT("s20") IRNET_CM_FBIT("s21") IRNET_CM_FBIT("s22") IRNET_CM_FBIT("s23")
-        IRNET_CM_FBIT("s24") IRNET_CM_FBIT("s25") IRNET_CM_FBIT("s26") IRNET_CM_FBIT("s27")
-        IRNET_CM_FBIT("s28") IRNET_CM_FBIT("s29") IRNET_CM_FBIT("s30") IRNET_CM_FBIT("s31")
+        IRNET_CM_FOP16("vnmul.f32")
+        "ldr %[t], " IRNET_CM_FW(add) "\n\t"
+        "vldmia %[t]!, {s0-s15}\n\t"
+        "str %[t], " IRNET_CM_FW(add) "\n\t"
+        IRNET_CM_FBIT("s0", "s16") IRNET_CM_FBIT("s1", "s17") IRNET_CM_FBIT("s2", "s18")
+        IRNET_CM_FBIT("s3", "s19") IRNET_CM_FBIT("s4", "s20") IRNET_CM_FBIT("s5", "s21")
+        IRNET_CM_FBIT("s6", "s22") IRNET_CM_FBIT("s7", "s23") IRNET_CM_FBIT("s8", "s24")
+        IRNET_CM_FBIT("s9", "s25") IRNET_CM_FBIT("s10", "s26") IRNET_CM_FBIT("s11", "s27")
+        IRNET_CM_FBIT("s12", "s28") IRNET_CM_FBIT("s13", "s29") IRNET_CM_FBIT("s14", "s30")
+        IRNET_CM_FBIT("s15", "s31")
         "ldr %[n], " IRNET_CM_FW(done) "\n\t"
         "tst %[n], #1\n\t"
         "beq 4f\n\t"
@@ -1216,27 +1283,44 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
         "ldr %[t], " IRNET_CM_FW(blocks) "\n\t"
         "cmp %[n], %[t]\n\t"
         "blo 6b\n\t"
-#if defined(__clang__) || !defined(__OPTIMIZE__)
+        "ldr %[t], " IRNET_CM_FW(pixels) "\n\t"
+        "subs %[t], %[t], #1\n\t"
+        "beq 9f\n\t"
+        "str %[t], " IRNET_CM_FW(pixels) "\n\t"
+        "movs %[n], #0\n\t"
+        "str %[n], " IRNET_CM_FW(done) "\n\t"
+        "ldr %[t], " IRNET_CM_FW(x0) "\n\t"
+        "ldr %[n], " IRNET_CM_FW(x_step) "\n\t"
+        "add %[t], %[t], %[n]\n\t"
+        "str %[t], " IRNET_CM_FW(x0) "\n\t"
+        "ldr %[t], " IRNET_CM_FW(w_base) "\n\t"
+        "str %[t], " IRNET_CM_FW(w0) "\n\t"
+        "ldr %[t], " IRNET_CM_FW(mult_base) "\n\t"
+        "str %[t], " IRNET_CM_FW(mult) "\n\t"
+        "ldr %[t], " IRNET_CM_FW(add_base) "\n\t"
+        "str %[t], " IRNET_CM_FW(add) "\n\t"
+        "b 6b\n"
+        "9:\n\t"
         : [x] "=&r"(x), [w] "=&r"(w), [rows] "=&r"(rows), [word] "+r"(word), [n] "=&r"(n), [t] "=&r"(t)
         : [len] "r"(len), [step] "r"(w_step), [s] "r"(s), [x0] "i"(offsetof(struct irnet_fwin, x)),
-          [rows0] "i"(offsetof(struct irnet_fwin, rows)), [w0] "i"(offsetof(struct irnet_fwin, w)),
+          [rows0] "i"(offsetof(struct irnet_fwin, rows)), [len3] "i"(offsetof(struct irnet_fwin, len3)),
+          [w0] "i"(offsetof(struct irnet_fwin, w)),
           [xs] "i"(offsetof(struct irnet_fwin, x_skip)), [ws] "i"(offsetof(struct irnet_fwin, w_skip)),
           [zeros] "i"(offsetof(struct irnet_fwin, zeros)), [mult] "i"(offsetof(struct irnet_fwin, mult)),
           [add] "i"(offsetof(struct irnet_fwin, add)), [out] "i"(offsetof(struct irnet_fwin, out)),
           [bits] "i"(offsetof(struct irnet_fwin, bits)), [done] "i"(offsetof(struct irnet_fwin, done)),
-          [blocks] "i"(offsetof(struct irnet_fwin, blocks))
-#else
-        : [x] "=&r"(x), [w] "=&r"(w), [rows] "=&r"(rows), [word] "+r"(word), [n] "=&r"(n), [t] "=&r"(t),
-          [w0] "+m"(s->w), [mult] "+m"(s->mult), [add] "+m"(s->add), [out] "+m"(s->out), [bits] "+m"(s->bits),
-          [done] "+m"(s->done)
-        : [len] "r"(len), [step] "r"(w_step), [x0] "m"(s->x), [rows0] "m"(s->rows), [xs] "m"(s->x_skip),
-          [ws] "m"(s->w_skip), [zeros] "m"(s->zeros), [blocks] "m"(s->blocks)
-#endif
+          [blocks] "i"(offsetof(struct irnet_fwin, blocks)), [pixels] "i"(offsetof(struct irnet_fwin, pixels)),
+          [x_step] "i"(offsetof(struct irnet_fwin, x_step)), [w_base] "i"(offsetof(struct irnet_fwin, w_base)),
+          [mult_base] "i"(offsetof(struct irnet_fwin, mult_base)),
+          [add_base] "i"(offsetof(struct irnet_fwin, add_base))
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15",
           "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30",
           "s31", "cc", "memory");
     return word;
 }
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 static const float irnet_fzeros[16] = {0.0f};
 
@@ -1309,6 +1393,9 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
     struct irnet_fwin s;
     s.zeros = irnet_fzeros;
     s.blocks = blocks;
+    s.x_step = stride * cin * 4;
+    s.mult_base = mult;
+    s.add_base = add;
 #endif
     for (oy = 0; oy < ho; ++oy) {
         const int iy0 = oy * stride - pad;
@@ -1326,9 +1413,17 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
                 /* a window wholly in the padding sums one product 0 * w = +-0 to acc = +0, which stays +0 */
                 const int empty = ky1 <= ky0 || kx1 <= kx0;
                 const int len = empty ? 1 : (kx1 - kx0) * cin;
+                /* unfused, with every channel in a block and whole words of bits: the windows of this row that
+                 * lie inside the input's columns as well go through the assembly in one call */
+                const int last = (w + pad - k) / stride < wo - 1 ? (w + pad - k) / stride : wo - 1;
+                const int run = !any && !empty && kx0 == 0 && kx1 == k && 16 * blocks == cout &&
+                    (out_bits == 0 || (blocks & 1) == 0) ? last - ox + 1 : 1;
                 s.x = empty ? irnet_fzeros : in + ((iy0 + ky0) * w + ix0 + kx0) * cin;
                 s.rows = empty ? 1 : ky1 - ky0;
+                s.len3 = len % 3 == 0 ? len / 3 : 0;
+                s.pixels = run;
                 s.w = empty ? weight : weight + (ky0 * k + kx0) * cin * cout;
+                s.w_base = s.w;
                 s.x_skip = (w * cin - len) * 4;
                 s.w_skip = (k * cin - len) * cout * 4;
                 s.mult = mult;
@@ -1343,13 +1438,14 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
                     word = any ? irnet_fblocks16_call(len, (cout - 16) * 4, &s)
                                : irnet_fblocks16(len, (cout - 16) * 4, &s);
                     co0 = 16 * blocks;
+                    ox += run - 1;
                     word = (blocks & 1) ? ~word >> 16 : 0u;
                     if (out_bits != 0 && co0 == cout && (blocks & 1)) {
                         bits_base[pixel * bits_step + blocks / 2] = word;
                     }
                     if (act != IRNET_ACT_NONE && out_bits == 0) {
                         IRNET_SCALAR_LOOP
-                        for (j = 0; j < co0; ++j) {
+                        for (j = 0; j < co0 * run; ++j) {
                             out_f32[pixel * cout + j] = irnet_activate(out_f32[pixel * cout + j], act);
                         }
                     }
