@@ -181,9 +181,8 @@ _TARGET_HELP = "What the C is for: portable C (host), Cortex-M kernels, or NEON 
 
 @main.command(epilog=_examples(
     "irnet-edge codegen runs/m4/model.pt --out generated",
-    "irnet-edge codegen runs/m4/model.pt --target cortex-m --out generated --prefix net",
-    "irnet-edge codegen runs/m4/model.pt --target cortex-a --out generated --force",
-    "irnet-edge codegen runs/m4/model.pt --target cortex-m --out generated --plan"))
+    "irnet-edge codegen runs/m4/model.pt --target cortex-m --out generated --prefix net --plan",
+    "irnet-edge codegen runs/m4/model.pt --target cortex-a --out generated --force"))
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--target", type=click.Choice(TARGETS), default="host", show_default=True, help=_TARGET_HELP)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
