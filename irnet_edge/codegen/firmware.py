@@ -16,7 +16,7 @@ from .schedule import schedule
 from .targets import get_target
 
 CLOCKS = ("full", "reset")  # firmware --clock: the board's full speed (PLL or crystal) or the clock after reset
-CODE_ESTIMATE = 24 * 1024  # startup, kernels (fused epilogues included), main, libc: 21.7 KB for mcu_m4 on the M4 at -O2
+CODE_ESTIMATE = 24 * 1024  # startup, kernels (fused epilogues included), main, libc: 21.7 KB, mcu_m4 on the M4, -O2
 DEFAULT_STACK = 4096
 FEATURES = ("fpu", "dsp", "mve")
 
