@@ -426,43 +426,30 @@ static void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm, const f
 }
 #endif
 
-/* The fused sign of a finished output row (its thread's): bit = value < 0, as irnet_sign_pack. On aarch64 as
- * irnet_sign_pack_neon, with IEEE float compares: a word's groups of 4 channels shifted in 4 bits at a time, then
- * one horizontal add. The other channels decide on the float's bits, as unsigned the negative non-zero numbers
+/* The fused sign of a finished output row (its thread's): bit = value < 0, as irnet_sign_pack. On aarch64
+ * irnet_sign_pack_a64; armv7 decides on the float's bits, as unsigned the negative non-zero numbers
  * 0x80000001..0xFF800000: clang vectorizes a loop of float compares into armv7 NEON ones, which flush subnormals
  * to zero. */
 static void irnet_row_signs(const float *x, int pixels, int cout, uint32_t *out)
 {
+#if defined(__aarch64__)
+    irnet_sign_pack_a64(x, pixels, cout, out);
+#else
     const int words = (cout + 31) / 32;
     int p, i, c;
-#if defined(__aarch64__)
-    static const uint32_t bit_values[4] = {1, 2, 4, 8};
-    const uint32x4_t weights = vld1q_u32(bit_values);
-#endif
     for (p = 0; p < pixels; ++p, x += cout, out += words) {
         for (i = 0; i < words; ++i) {
             const int n = cout - 32 * i < 32 ? cout - 32 * i : 32;
-            const float *const xw = x + 32 * i;
             uint32_t word = 0;
-            c = 0;
-#if defined(__aarch64__)
-            if (n >= 4) {
-                uint32x4_t acc = vdupq_n_u32(0);
-                for (c = n / 4 * 4 - 4; c >= 0; c -= 4) {
-                    acc = vsliq_n_u32(vandq_u32(vcltq_f32(vld1q_f32(xw + c), vdupq_n_f32(0.0f)), weights), acc, 4);
-                }
-                word = vaddvq_u32(acc);
-                c = n / 4 * 4;
-            }
-#endif
-            for (; c < n; ++c) {
+            for (c = 0; c < n; ++c) {
                 uint32_t b;
-                memcpy(&b, xw + c, sizeof b);
+                memcpy(&b, x + 32 * i + c, sizeof b);
                 word |= (uint32_t)(b - 0x80000001u <= 0x7F7FFFFFu) << c;
             }
             out[i] = word;
         }
     }
+#endif
 }
 
 void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)

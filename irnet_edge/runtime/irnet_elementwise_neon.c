@@ -3,7 +3,7 @@
  *  - sign_pack decides x < 0 on the float's bits with integer lanes, so -0.0 and NaN give +1 as in C and
  *    armv7's flush-to-zero of NEON float cannot touch a negative subnormal. A word's vectors of lane masks
  *    are weighted 1, 2, 4, 8 per lane and shifted in 4 bits at a time, then one horizontal add: the bits
- *    are disjoint.
+ *    are disjoint. aarch64 (IEEE compares) runs irnet_sign_pack_a64 instead, 16 channels at a time.
  *  - add is NEON float on aarch64 (IEEE, no flush); armv7 NEON float flushes subnormals to zero, so armv7
  *    uses the portable add. The activation is a per-lane select with the compares of irnet_activate. */
 #include "irnet_internal.h"
@@ -11,6 +11,8 @@
 #if defined(__ARM_NEON)
 #include <arm_neon.h>
 #include <stdint.h>
+#include <string.h>
+#include "irnet_neon_float.h"
 
 /* x < 0 on the bits: as unsigned, negative non-zero numbers are 0x80000001..0xFF800000 (-0.0 and the
  * negative NaNs lie just outside), so one subtraction and one unsigned compare decide it */
@@ -36,6 +38,10 @@ void irnet_sign_pack_neon(const float *in, int pixels, int channels, uint32_t *o
     const uint32x4_t weights = vld1q_u32(lane_bit);
     const int words = (channels + 31) / 32;
     int p, i, j, c;
+#if defined(__aarch64__)
+    irnet_sign_pack_a64(in, pixels, channels, out);
+    return;
+#endif
     for (p = 0; p < pixels; ++p) {
         const float *x = in + (long)p * channels;
         uint32_t *dst = out + (long)p * words;

@@ -27,8 +27,9 @@
  *    multiplied, added and activated 4 channels per vector (IEEE, the oracle's operations lane by lane);
  *    armv7 NEON float flushes subnormals to zero, so armv7 finishes each output in scalar VFP code.
  *  - Fused ops of a float output (irnet_fusion, docs/arithmetic.md "Fused ops"): the residual is read where
- *    its output is written, by the same thread, before it; the sign bits of a pixel are gathered over its
- *    groups and each word stored once complete. A pool goes to the portable kernel.
+ *    its output is written, by the same thread, before it. The sign: aarch64 packs the finished output
+ *    (irnet_sign_pack_a64); armv7 gathers the bits of a pixel over its groups and stores each word once
+ *    complete. A pool goes to the portable kernel.
  *  - Built with -fopenmp, blocks of output pixels are shared among threads; every output is computed by one
  *    thread exactly as without threads, so any thread count gives the same bits.
  *
@@ -246,47 +247,24 @@ static inline void irnet_store16(char *o, const int *dp, const uint16x8_t pop[8]
     }
 }
 
-/* irnet_store16 with the fused ops (irnet_fusion): with r (not null) each value z = residual_act(y + the
- * residual dp[p] bytes past r), the residual read before its place in o is written (r may be o: a full block
- * has 16 distinct pixels); with sw (not null) the 4 channels' bits z < 0 of pixel p go into sw[p] at bit sh
- * (ORed, but at sh = 0, a word's first group). Four pixels at a time, so their compare masks narrow into one
- * vector of 16 bytes, byte 4p + c. */
+/* irnet_store16 on the dots themselves (pixel 2j in the low half of dots[j]) with the fused residual add: with r
+ * (not null) each value z = ract(y + the residual dp[p] bytes past r), the residual read before its place in o
+ * is written (r may be o: a full block has 16 distinct pixels) */
 static inline __attribute__((always_inline)) void irnet_store16_fused(char *o, const int *dp,
-    const uint16x8_t pop[8], const uint16x8_t bd[8], float32x4_t m, float32x4_t a, int act, const char *r, int ract,
-    uint32_t *sw, int sh)
+    const uint16x8_t dots[8], float32x4_t m, float32x4_t a, int act, const char *r, int ract)
 {
-    static const uint8_t lane_bit[16] = {1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
-    int j, i;
-#pragma GCC unroll 4
-    for (j = 0; j < 8; j += 2) {
-        float32x4_t z[4];
-#pragma GCC unroll 2
-        for (i = 0; i < 2; ++i) {
-            const uint16x8_t p2 = vshlq_n_u16(pop[j + i], 1);
-            const int32x4_t lo = vreinterpretq_s32_u32(vsubl_u16(vget_low_u16(bd[j + i]), vget_low_u16(p2)));
-            const int32x4_t hi = vreinterpretq_s32_u32(vsubl_high_u16(bd[j + i], p2));
-            z[2 * i] = irnet_finish4(vcvtq_f32_s32(lo), m, a, act);
-            z[2 * i + 1] = irnet_finish4(vcvtq_f32_s32(hi), m, a, act);
+    int j;
+#pragma GCC unroll 8
+    for (j = 0; j < 8; ++j) {
+        const int16x8_t d = vreinterpretq_s16_u16(dots[j]);
+        float32x4_t lo = irnet_finish4(vcvtq_f32_s32(vmovl_s16(vget_low_s16(d))), m, a, act);
+        float32x4_t hi = irnet_finish4(vcvtq_f32_s32(vmovl_high_s16(d)), m, a, act);
+        if (r != 0) {
+            lo = irnet_act4(vaddq_f32(lo, vld1q_f32((const float *)(r + dp[2 * j]))), ract);
+            hi = irnet_act4(vaddq_f32(hi, vld1q_f32((const float *)(r + dp[2 * j + 1]))), ract);
         }
-#pragma GCC unroll 4
-        for (i = 0; i < 4; ++i) {
-            if (r != 0) {
-                z[i] = irnet_act4(vaddq_f32(z[i], vld1q_f32((const float *)(r + dp[2 * j + i]))), ract);
-            }
-            vst1q_f32((float *)(o + dp[2 * j + i]), z[i]);
-        }
-        if (sw != 0) {
-            const float32x4_t zero = vdupq_n_f32(0.0f);
-            const uint16x8_t m01 = vuzp1q_u16(vreinterpretq_u16_u32(vcltq_f32(z[0], zero)),
-                vreinterpretq_u16_u32(vcltq_f32(z[1], zero)));
-            const uint16x8_t m23 = vuzp1q_u16(vreinterpretq_u16_u32(vcltq_f32(z[2], zero)),
-                vreinterpretq_u16_u32(vcltq_f32(z[3], zero)));
-            const uint8x16_t b = vandq_u8(vuzp1q_u8(vreinterpretq_u8_u16(m01), vreinterpretq_u8_u16(m23)),
-                vld1q_u8(lane_bit));
-            const uint32x4_t nib = vpaddlq_u16(vpaddlq_u8(b));
-            const uint32x4_t word = sh != 0 ? vld1q_u32(sw + 2 * j) : vdupq_n_u32(0);
-            vst1q_u32(sw + 2 * j, vorrq_u32(word, vshlq_u32(nib, vdupq_n_s32(sh))));
-        }
+        vst1q_f32((float *)(o + dp[2 * j]), lo);
+        vst1q_f32((float *)(o + dp[2 * j + 1]), hi);
     }
 }
 #endif
@@ -394,45 +372,94 @@ static inline __attribute__((always_inline)) void irnet_pack(const uint32_t *wei
         } \
     } while (0)
 
-/* The float output of channels co..co + 3 of a block (its dots bd - 2 * pop, dp[p] the byte offset of pixel p's
- * output) with the fused ops of prm->fuse. sw[p] collects pixel p's sign word, written (not ORed) at a word's
- * first group, stored once the word is complete. On aarch64 lane-wise (irnet_store16_fused) but for a last
- * group of 1-3 channels and a short block added in place (its repeated pixels would add the residual twice);
- * armv7 in scalar VFP code. */
-static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_bconv_params *prm, float *out_f32,
-    const int *dp, int np, int co, const uint16x8_t pop[8], const uint16x8_t bd[8], uint32_t sw[IRNET_PX])
+/* Where the sign words of the fused sign go: aarch64 packs the finished output afterwards
+ * (irnet_sign_pack_a64, about one instruction per value), which costs less than gathering each group's bits
+ * and scattering the words; armv7, whose finishing is scalar, sets each bit as it computes the value. */
+#if defined(__aarch64__)
+#define IRNET_SIGN_AFTER 1
+#else
+#define IRNET_SIGN_AFTER 0
+#endif
+
+/* What the fused ops of a float output need (irnet_fusion), read once per call: the stores through the output
+ * would otherwise make the compiler read the parameters again for every group. Pixel p's sign word is
+ * (dp[p] >> sign_shift) * sign_mul: dp[p] is the pixel's index times 4 * cout = odd << sign_shift, and
+ * multiplying by the inverse of odd modulo 2^32 (times the words per pixel) undoes the odd factor exactly. */
+typedef struct {
+    const float *residual, *mult, *add;
+    uint32_t *sign;
+    int residual_act, act, cout;
+    int acts; /* the pair (act, residual_act) irnet_fused_group has a copy for: 1 (none, hardtanh), 2 (none, relu),
+               * 3 (none, none); 0 any other */
+    uint32_t sign_shift, sign_mul;
+} irnet_fused_ops;
+
+static irnet_fused_ops irnet_fused_ops_of(const irnet_bconv_params *prm)
 {
-    const int cout = prm->cout, act = prm->act, residual_act = prm->fuse.residual_act, sh = co & 31;
-    const float *const residual = prm->fuse.residual, *const mult = prm->mult, *const add = prm->add;
-    uint32_t *const sign = prm->fuse.sign;
+    irnet_fused_ops f;
+    uint32_t odd = (uint32_t)prm->cout * 4u, inv, i;
+    f.residual = prm->fuse.residual;
+    f.mult = prm->mult;
+    f.add = prm->add;
+    f.sign = prm->fuse.sign;
+    f.residual_act = prm->fuse.residual_act;
+    f.act = prm->act;
+    f.cout = prm->cout;
+    f.acts = f.act != IRNET_ACT_NONE ? 0 : f.residual_act == IRNET_ACT_HARDTANH ? 1 : f.residual_act == IRNET_ACT_RELU ?
+        2 : f.residual_act == IRNET_ACT_NONE ? 3 : 0;
+    f.sign_shift = f.sign_mul = 0;
+    if (!IRNET_SIGN_AFTER && f.sign != 0) {
+        for (; (odd & 1u) == 0; ++f.sign_shift) {
+            odd >>= 1;
+        }
+        inv = odd; /* right in the low 3 bits; each Newton step doubles that */
+        for (i = 0; i < 4; ++i) {
+            inv *= 2u - odd * inv;
+        }
+        f.sign_mul = inv * (uint32_t)((prm->cout + 31) / 32);
+    }
+    return f;
+}
+
+/* The float output of channels co..co + 3 of a block (dots[j] as irnet_store16 reads them, dp[p] the byte
+ * offset of pixel p's output) with the fused ops f. Without IRNET_SIGN_AFTER, sw[p] collects pixel p's sign
+ * word, stored once the word is complete. On aarch64 lane-wise (irnet_store16_fused) but for a last group of
+ * 1-3 channels and a short block added in place (its repeated pixels would add the residual twice); armv7 in
+ * scalar VFP code. */
+static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_fused_ops *f, float *out_f32,
+    const int *dp, int np, int co, const uint16x8_t dots[8], uint32_t sw[IRNET_PX])
+{
+    const int cout = f->cout, act = f->act, residual_act = f->residual_act, sh = co & 31;
+    const float *const residual = f->residual, *const mult = f->mult, *const add = f->add;
+    uint32_t *const sign = IRNET_SIGN_AFTER ? 0 : f->sign;
     int p, c, j;
 #if defined(__aarch64__)
     if (co + 4 <= cout && (residual == 0 || np == IRNET_PX)) {
         const float32x4_t mv = vld1q_f32(mult + co), av = vld1q_f32(add + co);
         char *const o = (char *)(out_f32 + co);
         const char *const r = residual != 0 ? (const char *)(residual + co) : 0;
-        uint32_t *const swp = sign != 0 ? sw : 0;
-        if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_HARDTANH) {
-            irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_HARDTANH, swp, sh);
-        } else if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_RELU) {
-            irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_RELU, swp, sh);
-        } else if (act == IRNET_ACT_NONE && residual_act == IRNET_ACT_NONE) {
-            irnet_store16_fused(o, dp, pop, bd, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_NONE, swp, sh);
+        if (f->acts == 1) {
+            irnet_store16_fused(o, dp, dots, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_HARDTANH);
+        } else if (f->acts == 2) {
+            irnet_store16_fused(o, dp, dots, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_RELU);
+        } else if (f->acts == 3) {
+            irnet_store16_fused(o, dp, dots, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_NONE);
         } else {
-            irnet_store16_fused(o, dp, pop, bd, mv, av, act, r, residual_act, swp, sh);
+            irnet_store16_fused(o, dp, dots, mv, av, act, r, residual_act);
         }
-    } else
+        return;
+    }
 #endif
     {
         int16_t dot[8 * 8];
 #pragma GCC unroll 8
         for (j = 0; j < 8; ++j) {
-            vst1q_s16(dot + 8 * j, vreinterpretq_s16_u16(vmlsq_n_u16(bd[j], pop[j], 2)));
+            vst1q_s16(dot + 8 * j, vreinterpretq_s16_u16(dots[j]));
         }
         for (p = 0; p < np; ++p) {
             float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
             const float *const r_in = residual != 0 ? (const float *)((const char *)residual + dp[p]) + co : 0;
-            uint32_t word = sh != 0 ? sw[p] : 0;
+            uint32_t word = sign != 0 && sh != 0 ? sw[p] : 0;
             for (c = 0; c < 4 && co + c < cout; ++c) {
                 float y = (float)dot[4 * p + c] * mult[co + c];
                 IRNET_FENCE(y);
@@ -443,20 +470,14 @@ static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_
                 y_out[c] = y;
                 word |= (uint32_t)(y < 0.0f) << (sh + c);
             }
-            sw[p] = word;
+            if (sign != 0) {
+                sw[p] = word;
+            }
         }
     }
     if (sign != 0 && (sh == 28 || co + 4 >= cout)) {
-        const int bytes = cout * (int)sizeof(float), words = (cout + 31) / 32;
-        if (np == IRNET_PX) {
-#pragma GCC unroll 16
-            for (p = 0; p < IRNET_PX; ++p) {
-                sign[dp[p] / bytes * words + co / 32] = sw[p];
-            }
-        } else {
-            for (p = 0; p < np; ++p) {
-                sign[dp[p] / bytes * words + co / 32] = sw[p];
-            }
+        for (p = 0; p < np; ++p) {
+            sign[((uint32_t)dp[p] >> f->sign_shift) * f->sign_mul + (uint32_t)(co / 32)] = sw[p];
         }
     }
 }
@@ -467,6 +488,7 @@ static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_
 typedef struct {
     int words, rn, paired, n, half, steps, pw, plane, groups, ss, chunk, pixels, blocks, zero_pad;
     size_t padded, ranges, pixel_tables, stream, rows4, wpack, tap_pops, bias, bufs, bound;
+    size_t copy; /* where P lies: padded, or pixel_tables when paired */
 } irnet_bconv_plan;
 
 static size_t irnet_piece(size_t *at, size_t bytes)
@@ -515,6 +537,7 @@ static irnet_bconv_plan irnet_bconv_plan_of(const irnet_bconv_params *prm, int b
     q->pixel_tables = irnet_piece(&at, (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int) >
         (size_t)(q->paired ? q->plane * 4 : 0) ? (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int) :
         (size_t)q->plane * 4);
+    q->copy = q->paired ? q->pixel_tables : q->padded;
     /* off[4 * steps], woff[n], taps[2 * n], absent[k * k] */
     q->stream = irnet_piece(&at, (size_t)(4 * q->steps + 3 * q->n + k * k) * sizeof(int));
     /* irnet_pack's paired rows, [4 * n] */
@@ -560,9 +583,19 @@ size_t irnet_bconv_neon_scratch_bytes(const irnet_bconv_params *p)
     return q.bound + (classes * (size_t)q.ss * 2 + 15) / 16 * 16 + 16;
 }
 
-/* irnet_bconv_neon, compiled once per value of fused (a float output with fused ops): a test per group would
- * cost the plain layers 2% of their instructions, and GCC allocates registers for a whole function. With two
- * copies GCC would call irnet_block and irnet_pack instead of inlining them (another 2%): always_inline. */
+#if IRNET_SIGN_AFTER
+/* whether irnet_bconv_neon computes with the portable irnet_bconv (pools: never fused here); the body tests
+ * the same on its locals (with the call here GCC allocates the plain body's registers worse: 0.1 to 1%) */
+static int irnet_bconv_neon_portable(const irnet_bconv_params *prm)
+{
+    return prm->k * prm->k * prm->cin > IRNET_MAX_BITS || prm->scratch == 0 || prm->fuse.pool != 0;
+}
+#endif
+
+/* irnet_bconv_neon, compiled once per value of fused (a float output with a fused residual, or a sign without
+ * IRNET_SIGN_AFTER): a test per group would cost the plain layers 2% of their instructions, and GCC allocates
+ * registers for a whole function. With two copies GCC would call irnet_block and irnet_pack instead of inlining
+ * them (another 2%): always_inline. */
 static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const irnet_bconv_params *prm,
     const uint32_t *in, uint32_t *out_bits, float *out_f32, const int fused)
 {
@@ -574,6 +607,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
     const int out_words = (cout + 31) / 32;
     const int bits = out_bits != 0;
     const irnet_bconv_plan q = irnet_bconv_plan_of(prm, bits);
+    const irnet_fused_ops fz = fused ? irnet_fused_ops_of(prm) : (irnet_fused_ops){0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     /* the scratch (irnet_bconv_neon_scratch_bytes) rounded up to 16 bytes, as the vectors kept there want */
     char *const scratch = prm->scratch != 0 ? (char *)prm->scratch + (-(uintptr_t)prm->scratch & 15) : 0;
     const int words = q.words, rn = q.rn, paired = q.paired, n = q.n, half = q.half, steps = q.steps;
@@ -589,7 +623,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
     int *const klass = dest + blocks * IRNET_PX + 3;
     int *const off = (int *)(scratch + q.stream), *const woff = off + 4 * steps, *const taps = woff + n;
     int *const absent = taps + 2 * n;
-    uint32_t *const padded = (uint32_t *)(scratch + (paired ? q.pixel_tables : q.padded));
+    uint32_t *const padded = (uint32_t *)(scratch + q.copy);
     uint32_t *const wpack = (uint32_t *)(scratch + q.wpack), *const rows4 = (uint32_t *)(scratch + q.rows4);
     uint8x16_t *const bufs = (uint8x16_t *)(scratch + q.bufs);
 #if defined(_OPENMP)
@@ -598,7 +632,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
 #endif
     const uint32_t *src = in;
     int nrc = 1, ncc = 1, b, i, g0;
-    if (k * k * cin > IRNET_MAX_BITS || scratch == 0 || prm->fuse.pool != 0) { /* pools: never fused here */
+    if (k * k * cin > IRNET_MAX_BITS || scratch == 0 || prm->fuse.pool != 0) { /* irnet_bconv_neon_portable */
         irnet_bconv(prm, in, out_bits, out_f32);
         return;
     }
@@ -780,7 +814,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                  * shifted in */
                 uint16x8_t pop[8];
                 uint8x16_t m[4];
-                /* fused sign: each pixel's output word so far */
+                /* fused sign: each pixel's output bits so far (irnet_fused_group) */
                 uint32_t sw[IRNET_PX];
                 int p, s, j, g;
                 for (s = 0; s < steps; ++s) {
@@ -887,6 +921,23 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                         for (j = 0; j < 4; ++j) { /* a short word needs zeros below its bits */
                             m[j] = vdupq_n_u8(0);
                         }
+                    } else if (fused) {
+                        /* the dot is bound - 2 * pop, within 16 bits (|dot| <= k * k * cin), computed in place
+                         * of pop: no vector of bounds stays live into the fused ops, which want registers */
+                        if (uniform) {
+                            const uint16x4_t v = vld1_u16(pb[0] + co);
+                            const uint16x8_t bnd = vcombine_u16(v, v);
+#pragma GCC unroll 8
+                            for (j = 0; j < 8; ++j) {
+                                pop[j] = vmlsq_n_u16(bnd, pop[j], 2);
+                            }
+                        } else {
+#pragma GCC unroll 8
+                            for (j = 0; j < 8; ++j) {
+                                pop[j] = vmlsq_n_u16(IRNET_CLASS_BOUND(j), pop[j], 2);
+                            }
+                        }
+                        irnet_fused_group(&fz, out_f32, dp, np, co, pop, sw);
                     } else {
                         /* the dot is bound - 2 * pop */
                         uint16x8_t bd[8];
@@ -900,10 +951,6 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                             for (j = 0; j < 8; ++j) {
                                 bd[j] = IRNET_CLASS_BOUND(j);
                             }
-                        }
-                        if (fused) {
-                            irnet_fused_group(prm, out_f32, dp, np, co, pop, bd, sw);
-                            continue;
                         }
 #if defined(__aarch64__)
                         if (co + 4 <= cout) {
@@ -958,11 +1005,16 @@ static __attribute__((noinline)) void irnet_bconv_neon_fused(const irnet_bconv_p
 
 void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
-    if (out_bits == 0 && (prm->fuse.residual != 0 || prm->fuse.sign != 0)) {
+    if (out_bits == 0 && (prm->fuse.residual != 0 || (!IRNET_SIGN_AFTER && prm->fuse.sign != 0))) {
         irnet_bconv_neon_fused(prm, in, out_f32);
     } else {
         irnet_bconv_neon_plain(prm, in, out_bits, out_f32);
     }
+#if IRNET_SIGN_AFTER
+    if (out_bits == 0 && prm->fuse.sign != 0 && !irnet_bconv_neon_portable(prm)) {
+        irnet_sign_pack_a64(out_f32, prm->ho * prm->wo, prm->cout, prm->fuse.sign);
+    }
+#endif
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
