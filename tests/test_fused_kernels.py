@@ -319,6 +319,8 @@ int main(void)
     all(3, 16, 3, 1, 1, 0, 16, 16, 0);
     all(1, 32, 3, 1, 0, 0, 14, 14, 0);
     all(1, 32, 3, 1, 1, 0, 15, 14, 2);
+    all(3, 32, 3, 2, 1, 0, 9, 15, 1); /* rows of windows in one call of the float assembly, stride 2 */
+    all(128, 10, 3, 1, 0, 0, 3, 3, 0); /* the mcu classifier: a block of eight channels, two left */
     all(128, 128, 3, 1, 1, 0, 7, 7, 1);
     /* more than 256 output channels: the optimised kernels pool such bits a chunk at a time */
     all(1, 288, 3, 1, 1, 0, 4, 4, 0);

@@ -1176,6 +1176,10 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
     IRNET_CM_FMAC8(X, "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31") \
     "add %[w], %[w], %[step]\n\t"
 
+/* from the end of a row of taps to the start of the next, and the flags of the rows left */
+#define IRNET_CM_FROW \
+    "add %[x], %[x], %[xs]\n\t" "add %[w], %[w], %[ws]\n\t" "subs %[rows], %[rows], #1\n\t"
+
 struct irnet_fwin {
     const float *x; /* the window's first tap present */
     int32_t rows; /* rows of taps present */
@@ -1219,23 +1223,16 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
         "add %[t], %[w], #64\n\t"
         "str %[t], " IRNET_CM_FW(w0) "\n\t"
         "ldr %[t], " IRNET_CM_FW(zeros) "\n\t"
-        "vldmia %[t], {s16-s31}\n"
-        "1:\n\t"
+        "vldmia %[t], {s16-s31}\n\t"
         "ldr %[n], " IRNET_CM_FW(len3) "\n\t"
-        "cmp %[n], #0\n\t"
-        "beq 7f\n"
-        "2:\n\t"
+        "cmp %[n], #1\n\t"
+        "bne 7f\n"
+        "1:\n\t" /* rows of three values (the stem over one channel) */
         "vldmia %[x]!, {s8-s10}\n\t"
         IRNET_CM_FVALUE("s8") IRNET_CM_FVALUE("s9") IRNET_CM_FVALUE("s10")
-        "subs %[n], %[n], #1\n\t"
-        "bne 2b\n"
+        IRNET_CM_FROW
+        "bne 1b\n"
         "5:\n\t"
-        "ldr %[t], " IRNET_CM_FW(xs) "\n\t"
-        "add %[x], %[x], %[t]\n\t"
-        "ldr %[t], " IRNET_CM_FW(ws) "\n\t"
-        "add %[w], %[w], %[t]\n\t"
-        "subs %[rows], %[rows], #1\n\t"
-        "bne 1b\n\t"
         "ldr %[t], " IRNET_CM_FW(mult) "\n\t"
         "vldmia %[t]!, {s0-s15}\n\t"
         "str %[t], " IRNET_CM_FW(mult) "\n\t"
@@ -1250,12 +1247,26 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
         "vstmia %[n]!, {s16-s31}\n\t"
         "str %[n], " IRNET_CM_FW(out) "\n\t"
         "b 4f\n"
-        "7:\n\t" /* a row of taps whose values are not a multiple of three: one at a time */
+        "7:\n\t"
+        "blo 8f\n"
+        "2:\n\t" /* rows of 3 * len3 values */
+        "ldr %[n], " IRNET_CM_FW(len3) "\n"
+        "10:\n\t"
+        "vldmia %[x]!, {s8-s10}\n\t"
+        IRNET_CM_FVALUE("s8") IRNET_CM_FVALUE("s9") IRNET_CM_FVALUE("s10")
+        "subs %[n], %[n], #1\n\t"
+        "bne 10b\n\t"
+        IRNET_CM_FROW
+        "bne 2b\n\t"
+        "b 5b\n"
+        "8:\n\t" /* rows whose values are not a multiple of three: one at a time */
         "mov %[n], %[len]\n"
-        "8:\n\t"
+        "11:\n\t"
         "vldmia %[x]!, {s8}\n\t"
         IRNET_CM_FVALUE("s8")
         "subs %[n], %[n], #1\n\t"
+        "bne 11b\n\t"
+        IRNET_CM_FROW
         "bne 8b\n\t"
         "b 5b\n"
         "3:\n\t"
@@ -1302,10 +1313,10 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
         "b 6b\n"
         "9:\n\t"
         : [x] "=&r"(x), [w] "=&r"(w), [rows] "=&r"(rows), [word] "+r"(word), [n] "=&r"(n), [t] "=&r"(t)
-        : [len] "r"(len), [step] "r"(w_step), [s] "r"(s), [x0] "i"(offsetof(struct irnet_fwin, x)),
+        : [len] "r"(len), [step] "r"(w_step), [xs] "r"(s->x_skip), [ws] "r"(s->w_skip), [s] "r"(s),
+          [x0] "i"(offsetof(struct irnet_fwin, x)),
           [rows0] "i"(offsetof(struct irnet_fwin, rows)), [len3] "i"(offsetof(struct irnet_fwin, len3)),
           [w0] "i"(offsetof(struct irnet_fwin, w)),
-          [xs] "i"(offsetof(struct irnet_fwin, x_skip)), [ws] "i"(offsetof(struct irnet_fwin, w_skip)),
           [zeros] "i"(offsetof(struct irnet_fwin, zeros)), [mult] "i"(offsetof(struct irnet_fwin, mult)),
           [add] "i"(offsetof(struct irnet_fwin, add)), [out] "i"(offsetof(struct irnet_fwin, out)),
           [bits] "i"(offsetof(struct irnet_fwin, bits)), [done] "i"(offsetof(struct irnet_fwin, done)),
@@ -1323,6 +1334,27 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
 #endif
 
 static const float irnet_fzeros[16] = {0.0f};
+
+/* acc[0..7] += the products of len values from x and the weights of 8 channels, the next value's w_step bytes
+ * further: a row of taps of the channels that no block of 16 takes (a classifier of 10 classes), where C keeps the
+ * accumulators in memory */
+static __attribute__((noinline)) void irnet_frow8(const float *x, const float *w, int len, int32_t w_step, float *acc)
+{
+    __asm__ volatile(
+        "vldmia %[acc], {s16-s23}\n"
+        "1:\n\t"
+        "vldmia %[x]!, {s8}\n\t"
+        "vldmia %[w], {s0-s7}\n\t"
+        "add %[w], %[w], %[step]\n\t"
+        IRNET_CM_FMAC8("s8", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+        "subs %[len], %[len], #1\n\t"
+        "bne 1b\n\t"
+        "vstmia %[acc], {s16-s23}\n\t"
+        : [x] "+r"(x), [w] "+r"(w), [len] "+r"(len)
+        : [step] "r"(w_step), [acc] "r"(acc)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23",
+          "cc", "memory");
+}
 
 /* irnet_fblocks16 out of line: the calls with fused ops share this copy (the unfused loop keeps its own) */
 static __attribute__((noinline)) uint32_t irnet_fblocks16_call(int len, int32_t w_step, struct irnet_fwin *s)
@@ -1456,7 +1488,16 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
             for (; co0 < cout; co0 += 8) {
                 const int n = cout - co0 < 8 ? cout - co0 : 8;
                 float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+#if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
+                /* eight channels: the rows of taps in assembly, none left for the loop below */
+                for (ky = ky0; ky < ky1 && n == 8 && kx1 > kx0; ++ky) {
+                    irnet_frow8(in + ((iy0 + ky) * w + ix0 + kx0) * cin, weight + ((ky * k + kx0) * cin) * cout + co0,
+                        (kx1 - kx0) * cin, cout * 4, acc);
+                }
+                for (ky = n == 8 ? ky1 : ky0; ky < ky1; ++ky) {
+#else
                 for (ky = ky0; ky < ky1; ++ky) {
+#endif
                     for (kx = kx0; kx < kx1; ++kx) {
                         const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
                         const float *wt = weight + ((ky * k + kx) * cin) * cout + co0;
