@@ -167,8 +167,9 @@ static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint3
  * over 32, 64 or 128 channels is 3, 6 or 12 steps, and a loop with its tail cost a channel pair 9 to 18
  * instructions where TBH costs one. */
 #define IRNET_CM_STEPS 12
-#define IRNET_CM_TABLE_RUN(ADD) \
-    "tbh [pc, r3, lsl #1]\n" \
+#define IRNET_CM_TABLE_RUN(ADD) IRNET_CM_TABLE_RUN_AT("r3", ADD)
+#define IRNET_CM_TABLE_RUN_AT(INDEX, ADD) \
+    "tbh [pc, " INDEX ", lsl #1]\n" \
     "9:\n\t" \
     ".hword (31f - 9b) / 2\n\t" ".hword (32f - 9b) / 2\n\t" ".hword (33f - 9b) / 2\n\t" \
     ".hword (34f - 9b) / 2\n\t" ".hword (35f - 9b) / 2\n\t" ".hword (36f - 9b) / 2\n\t" \
@@ -304,6 +305,46 @@ static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w,
         : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
 #endif
 
+/* IRNET_CM_BITS_PAIRS through the table, with the word in r3 (which the steps leave alone) instead of memory */
+#define IRNET_CM_BITS_TABLE \
+        IRNET_CM_BITS_START \
+        "6:\n\t" \
+        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t" \
+        "ldr r11, " IRNET_CM_ST(n, 4) "\n\t" \
+        "mov r12, #0\n\t" \
+        "mov lr, #0\n\t" \
+        IRNET_CM_TABLE_RUN_AT("r11", IRNET_CM_ADD_NIBBLES) \
+        "ldr r8, " IRNET_CM_ST(thr, 16) "\n\t" \
+        "ldrd r4, r5, [r8], #8\n\t" \
+        "str r8, " IRNET_CM_ST(thr, 16) "\n\t" \
+        "ldr r6, " IRNET_CM_ST(bits, 12) "\n\t" \
+        "sub r12, r6, r12, lsl #1\n\t" \
+        "qsub r4, r12, r4\n\t" \
+        "sub lr, r6, lr, lsl #1\n\t" \
+        "qsub r5, lr, r5\n\t" \
+        "and r4, r4, #0x80000000\n\t" \
+        "orr r3, r4, r3, lsr #1\n\t" \
+        "and r5, r5, #0x80000000\n\t" \
+        "orr r3, r5, r3, lsr #1\n\t" \
+        "ldr r8, " IRNET_CM_ST(skip, 8) "\n\t" \
+        "add r1, r1, r8\n\t" \
+        "add r2, r2, r8\n\t" \
+        "ldr r8, " IRNET_CM_ST(end, 20) "\n\t" \
+        "cmp r1, r8\n\t" \
+        "blo 6b\n\t" \
+        IRNET_CM_ST_DROP(28)
+#if defined(__clang__)
+/* r3 brings the table index, which the push keeps */
+#define IRNET_CM_BITS_START IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6, r8, r9") "mov r3, #0\n"
+#define IRNET_CM_BITS_TABLE_OPERANDS IRNET_CM_BITS_OPERANDS
+#else
+#define IRNET_CM_BITS_START
+#define IRNET_CM_BITS_TABLE_OPERANDS \
+        : "+r"(rw0), "+r"(rw1), "+r"(rword), [thr] "+m"(s.threshold) \
+        : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip), [bits] "m"(s.bits), [end] "m"(s.end) \
+        : "r0", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+#endif
+
 /* The same loop with the output bits made in the assembly: channel c's bit is the sign of
  * bits_counted - 2 * pop - threshold[c], shifted in from the top, two channels per pair. Returns the bits of
  * the 2 * pairs channels in bits 0 .. 2 * pairs - 1. */
@@ -338,7 +379,13 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
     s.word = 0;
 #endif
     if (table) {
-        __asm__ volatile(IRNET_CM_BITS_PAIRS(IRNET_CM_TABLE_RUN) IRNET_CM_BITS_END IRNET_CM_BITS_OPERANDS);
+#if !defined(__clang__)
+        register uint32_t rword __asm__("r3") = 0;
+#endif
+        __asm__ volatile(IRNET_CM_BITS_TABLE IRNET_CM_BITS_TABLE_OPERANDS);
+#if !defined(__clang__)
+        return rword >> (32 - 2 * pairs);
+#endif
     } else {
         __asm__ volatile(IRNET_CM_BITS_PAIRS(IRNET_CM_RUN) IRNET_CM_BITS_END IRNET_CM_BITS_OPERANDS);
     }
