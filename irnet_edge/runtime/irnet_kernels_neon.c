@@ -27,9 +27,8 @@
  *    multiplied, added and activated 4 channels per vector (IEEE, the oracle's operations lane by lane);
  *    armv7 NEON float flushes subnormals to zero, so armv7 finishes each output in scalar VFP code.
  *  - Fused ops of a float output (irnet_fusion, docs/arithmetic.md "Fused ops"): the residual is read where
- *    its output is written, by the same thread, before it. The sign: aarch64 packs the finished output
- *    (irnet_sign_pack_a64); armv7 gathers the bits of a pixel over its groups and stores each word once
- *    complete. A pool goes to the portable kernel.
+ *    its output is written, by the same thread, before it. The sign packs the finished output
+ *    (irnet_sign_pack_fast), about one instruction per value on aarch64. A pool goes to the portable kernel.
  *  - Built with -fopenmp, blocks of output pixels are shared among threads; every output is computed by one
  *    thread exactly as without threads, so any thread count gives the same bits.
  *
@@ -225,10 +224,9 @@ static inline __attribute__((always_inline)) void irnet_block(const uint8_t *act
     pop[7] = a7;
 }
 
-
-#if defined(__aarch64__)
 #include "irnet_neon_float.h" /* after the pragmas above: its inline helpers must share them */
 
+#if defined(__aarch64__)
 /* The dots bound - 2 * pop of 16 pixels and 4 channels (pixel 2j in the low half of pop[j] and bd[j], 2j + 1
  * in the high half), finished and stored dp[p] bytes past o. The widening subtract of the 16-bit operands
  * (both below 2^16), modulo 2^32, is the signed dot. Called with a constant act: with act known only at run
@@ -372,72 +370,66 @@ static inline __attribute__((always_inline)) void irnet_pack(const uint32_t *wei
         } \
     } while (0)
 
-/* Where the sign words of the fused sign go: aarch64 packs the finished output afterwards
- * (irnet_sign_pack_a64, about one instruction per value), which costs less than gathering each group's bits
- * and scattering the words; armv7, whose finishing is scalar, sets each bit as it computes the value. */
-#if defined(__aarch64__)
-#define IRNET_SIGN_AFTER 1
-#else
-#define IRNET_SIGN_AFTER 0
-#endif
-
-/* What the fused ops of a float output need (irnet_fusion), read once per call: the stores through the output
- * would otherwise make the compiler read the parameters again for every group. Pixel p's sign word is
- * (dp[p] >> sign_shift) * sign_mul: dp[p] is the pixel's index times 4 * cout = odd << sign_shift, and
- * multiplying by the inverse of odd modulo 2^32 (times the words per pixel) undoes the odd factor exactly. */
+/* What the fused residual add needs (irnet_fusion), read once per call: the stores through the output would
+ * otherwise make the compiler read the parameters again for every group */
 typedef struct {
     const float *residual, *mult, *add;
-    uint32_t *sign;
     int residual_act, act, cout;
     int acts; /* the pair (act, residual_act) irnet_fused_group has a copy for: 1 (none, hardtanh), 2 (none, relu),
                * 3 (none, none); 0 any other */
-    uint32_t sign_shift, sign_mul;
 } irnet_fused_ops;
 
 static irnet_fused_ops irnet_fused_ops_of(const irnet_bconv_params *prm)
 {
     irnet_fused_ops f;
-    uint32_t odd = (uint32_t)prm->cout * 4u, inv, i;
     f.residual = prm->fuse.residual;
     f.mult = prm->mult;
     f.add = prm->add;
-    f.sign = prm->fuse.sign;
     f.residual_act = prm->fuse.residual_act;
     f.act = prm->act;
     f.cout = prm->cout;
     f.acts = f.act != IRNET_ACT_NONE ? 0 : f.residual_act == IRNET_ACT_HARDTANH ? 1 : f.residual_act == IRNET_ACT_RELU ?
         2 : f.residual_act == IRNET_ACT_NONE ? 3 : 0;
-    f.sign_shift = f.sign_mul = 0;
-    if (!IRNET_SIGN_AFTER && f.sign != 0) {
-        for (; (odd & 1u) == 0; ++f.sign_shift) {
-            odd >>= 1;
-        }
-        inv = odd; /* right in the low 3 bits; each Newton step doubles that */
-        for (i = 0; i < 4; ++i) {
-            inv *= 2u - odd * inv;
-        }
-        f.sign_mul = inv * (uint32_t)((prm->cout + 31) / 32);
-    }
     return f;
 }
 
-/* The float output of channels co..co + 3 of a block (dots[j] as irnet_store16 reads them, dp[p] the byte
- * offset of pixel p's output) with the fused ops f. Without IRNET_SIGN_AFTER, sw[p] collects pixel p's sign
- * word, stored once the word is complete. On aarch64 lane-wise (irnet_store16_fused) but for a last group of
- * 1-3 channels and a short block added in place (its repeated pixels would add the residual twice); armv7 in
- * scalar VFP code. */
-static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_fused_ops *f, float *out_f32,
-    const int *dp, int np, int co, const uint16x8_t dots[8], uint32_t sw[IRNET_PX])
+/* irnet_fused_group in scalar code (VFP on armv7), with the activations as constants: dot[4p + c] is pixel p's
+ * channel co + c */
+static inline __attribute__((always_inline)) void irnet_fused_scalar(const irnet_fused_ops *f, float *out_f32,
+    const int *dp, int np, int co, const int16_t *dot, int act, int ract)
 {
-    const int cout = f->cout, act = f->act, residual_act = f->residual_act, sh = co & 31;
-    const float *const residual = f->residual, *const mult = f->mult, *const add = f->add;
-    uint32_t *const sign = IRNET_SIGN_AFTER ? 0 : f->sign;
-    int p, c, j;
+    const int nc = f->cout - co < 4 ? f->cout - co : 4;
+    const float *const residual = f->residual, *const mult = f->mult + co, *const add = f->add + co;
+    int p, c;
+    for (p = 0; p < np; ++p) {
+        float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
+        const float *const r_in = residual != 0 ? (const float *)((const char *)residual + dp[p]) + co : 0;
+        for (c = 0; c < nc; ++c) {
+            float y = (float)dot[4 * p + c] * mult[c];
+            IRNET_FENCE(y);
+            y = irnet_activate(y + add[c], act);
+            if (r_in != 0) {
+                y = irnet_activate(y + r_in[c], ract);
+            }
+            y_out[c] = y;
+        }
+    }
+}
+
+/* The float output of channels co..co + 3 of a block (dots[j] as irnet_store16 reads them, dp[p] the byte
+ * offset of pixel p's output) with the residual add of f. On aarch64 lane-wise (irnet_store16_fused) but for a
+ * last group of 1-3 channels and a short block added in place (its repeated pixels would add the residual
+ * twice); armv7 in scalar VFP code. */
+static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_fused_ops *f, float *out_f32,
+    const int *dp, int np, int co, const uint16x8_t dots[8])
+{
+    const int act = f->act, residual_act = f->residual_act;
+    int j;
 #if defined(__aarch64__)
-    if (co + 4 <= cout && (residual == 0 || np == IRNET_PX)) {
-        const float32x4_t mv = vld1q_f32(mult + co), av = vld1q_f32(add + co);
+    if (co + 4 <= f->cout && (f->residual == 0 || np == IRNET_PX)) {
+        const float32x4_t mv = vld1q_f32(f->mult + co), av = vld1q_f32(f->add + co);
         char *const o = (char *)(out_f32 + co);
-        const char *const r = residual != 0 ? (const char *)(residual + co) : 0;
+        const char *const r = f->residual != 0 ? (const char *)(f->residual + co) : 0;
         if (f->acts == 1) {
             irnet_store16_fused(o, dp, dots, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_HARDTANH);
         } else if (f->acts == 2) {
@@ -456,29 +448,20 @@ static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_
         for (j = 0; j < 8; ++j) {
             vst1q_s16(dot + 8 * j, vreinterpretq_s16_u16(dots[j]));
         }
-        for (p = 0; p < np; ++p) {
-            float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
-            const float *const r_in = residual != 0 ? (const float *)((const char *)residual + dp[p]) + co : 0;
-            uint32_t word = sign != 0 && sh != 0 ? sw[p] : 0;
-            for (c = 0; c < 4 && co + c < cout; ++c) {
-                float y = (float)dot[4 * p + c] * mult[co + c];
-                IRNET_FENCE(y);
-                y = irnet_activate(y + add[co + c], act);
-                if (r_in != 0) {
-                    y = irnet_activate(y + r_in[c], residual_act);
-                }
-                y_out[c] = y;
-                word |= (uint32_t)(y < 0.0f) << (sh + c);
-            }
-            if (sign != 0) {
-                sw[p] = word;
-            }
+#if defined(__aarch64__)
+        /* the few outputs the vectors leave: one copy (more would cost the vector path registers) */
+        irnet_fused_scalar(f, out_f32, dp, np, co, dot, act, residual_act);
+#else
+        if (f->acts == 1) {
+            irnet_fused_scalar(f, out_f32, dp, np, co, dot, IRNET_ACT_NONE, IRNET_ACT_HARDTANH);
+        } else if (f->acts == 2) {
+            irnet_fused_scalar(f, out_f32, dp, np, co, dot, IRNET_ACT_NONE, IRNET_ACT_RELU);
+        } else if (f->acts == 3) {
+            irnet_fused_scalar(f, out_f32, dp, np, co, dot, IRNET_ACT_NONE, IRNET_ACT_NONE);
+        } else {
+            irnet_fused_scalar(f, out_f32, dp, np, co, dot, act, residual_act);
         }
-    }
-    if (sign != 0 && (sh == 28 || co + 4 >= cout)) {
-        for (p = 0; p < np; ++p) {
-            sign[((uint32_t)dp[p] >> f->sign_shift) * f->sign_mul + (uint32_t)(co / 32)] = sw[p];
-        }
+#endif
     }
 }
 
@@ -583,19 +566,16 @@ size_t irnet_bconv_neon_scratch_bytes(const irnet_bconv_params *p)
     return q.bound + (classes * (size_t)q.ss * 2 + 15) / 16 * 16 + 16;
 }
 
-#if IRNET_SIGN_AFTER
 /* whether irnet_bconv_neon computes with the portable irnet_bconv (pools: never fused here); the body tests
  * the same on its locals (with the call here GCC allocates the plain body's registers worse: 0.1 to 1%) */
 static int irnet_bconv_neon_portable(const irnet_bconv_params *prm)
 {
     return prm->k * prm->k * prm->cin > IRNET_MAX_BITS || prm->scratch == 0 || prm->fuse.pool != 0;
 }
-#endif
 
-/* irnet_bconv_neon, compiled once per value of fused (a float output with a fused residual, or a sign without
- * IRNET_SIGN_AFTER): a test per group would cost the plain layers 2% of their instructions, and GCC allocates
- * registers for a whole function. With two copies GCC would call irnet_block and irnet_pack instead of inlining
- * them (another 2%): always_inline. */
+/* irnet_bconv_neon, compiled once per value of fused (a float output with a fused residual): a test per group
+ * would cost the plain layers 2% of their instructions, and GCC allocates registers for a whole function. With
+ * two copies GCC would call irnet_block and irnet_pack instead of inlining them (another 2%): always_inline. */
 static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const irnet_bconv_params *prm,
     const uint32_t *in, uint32_t *out_bits, float *out_f32, const int fused)
 {
@@ -607,7 +587,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
     const int out_words = (cout + 31) / 32;
     const int bits = out_bits != 0;
     const irnet_bconv_plan q = irnet_bconv_plan_of(prm, bits);
-    const irnet_fused_ops fz = fused ? irnet_fused_ops_of(prm) : (irnet_fused_ops){0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    const irnet_fused_ops fz = fused ? irnet_fused_ops_of(prm) : (irnet_fused_ops){0, 0, 0, 0, 0, 0, 0};
     /* the scratch (irnet_bconv_neon_scratch_bytes) rounded up to 16 bytes, as the vectors kept there want */
     char *const scratch = prm->scratch != 0 ? (char *)prm->scratch + (-(uintptr_t)prm->scratch & 15) : 0;
     const int words = q.words, rn = q.rn, paired = q.paired, n = q.n, half = q.half, steps = q.steps;
@@ -814,8 +794,6 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                  * shifted in */
                 uint16x8_t pop[8];
                 uint8x16_t m[4];
-                /* fused sign: each pixel's output bits so far (irnet_fused_group) */
-                uint32_t sw[IRNET_PX];
                 int p, s, j, g;
                 for (s = 0; s < steps; ++s) {
                     const int *o = off + 4 * s;
@@ -937,7 +915,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                                 pop[j] = vmlsq_n_u16(IRNET_CLASS_BOUND(j), pop[j], 2);
                             }
                         }
-                        irnet_fused_group(&fz, out_f32, dp, np, co, pop, sw);
+                        irnet_fused_group(&fz, out_f32, dp, np, co, pop);
                     } else {
                         /* the dot is bound - 2 * pop */
                         uint16x8_t bd[8];
@@ -1005,16 +983,15 @@ static __attribute__((noinline)) void irnet_bconv_neon_fused(const irnet_bconv_p
 
 void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
-    if (out_bits == 0 && (prm->fuse.residual != 0 || (!IRNET_SIGN_AFTER && prm->fuse.sign != 0))) {
+    if (out_bits == 0 && prm->fuse.residual != 0) {
         irnet_bconv_neon_fused(prm, in, out_f32);
     } else {
         irnet_bconv_neon_plain(prm, in, out_bits, out_f32);
     }
-#if IRNET_SIGN_AFTER
     if (out_bits == 0 && prm->fuse.sign != 0 && !irnet_bconv_neon_portable(prm)) {
-        irnet_sign_pack_a64(out_f32, prm->ho * prm->wo, prm->cout, prm->fuse.sign);
+        /* packing the finished output costs less than gathering each group's bits and scattering the words */
+        irnet_sign_pack_fast(out_f32, prm->ho * prm->wo, prm->cout, prm->fuse.sign);
     }
-#endif
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

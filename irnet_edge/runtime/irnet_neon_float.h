@@ -1,6 +1,6 @@
-/* irnet-edge runtime, internal: the aarch64 NEON float helpers the binary and the float convolutions and the
- * sign pack share (irnet_kernels_neon.c, irnet_conv_f32_neon.c, irnet_elementwise_neon.c). Include after
- * irnet_internal.h, <arm_neon.h> and <string.h>. */
+/* irnet-edge runtime, internal: the aarch64 NEON float helpers the binary and the float convolutions share, and
+ * the NEON sign pack of both ISAs (irnet_kernels_neon.c, irnet_conv_f32_neon.c, irnet_elementwise_neon.c).
+ * Include after irnet_internal.h, <arm_neon.h> and <string.h>. */
 #ifndef IRNET_NEON_FLOAT_H
 #define IRNET_NEON_FLOAT_H
 
@@ -108,6 +108,58 @@ static inline void irnet_sign_pack_a64(const float *x, int pixels, int cout, uin
 static inline float32x4_t irnet_finish4(float32x4_t acc, float32x4_t m, float32x4_t a, int act)
 {
     return irnet_act4(vaddq_f32(irnet_mul4(acc, m), a), act);
+}
+#endif
+
+#if defined(__ARM_NEON) && !defined(__aarch64__)
+/* x < 0 on the bits: as unsigned, negative non-zero numbers are 0x80000001..0xFF800000 (-0.0 and the
+ * negative NaNs lie just outside), so one subtraction and one unsigned compare decide it, and armv7's
+ * flush-to-zero of NEON float cannot touch a negative subnormal */
+static inline uint32x4_t irnet_negative_lanes(const float *p)
+{
+    const uint32x4_t bits = vreinterpretq_u32_f32(vld1q_f32(p));
+    return vcleq_u32(vsubq_u32(bits, vdupq_n_u32(0x80000001u)), vdupq_n_u32(0x7F7FFFFFu));
+}
+
+/* irnet_sign_pack on armv7: a word's vectors of lane masks are weighted 1, 2, 4, 8 per lane and shifted in
+ * 4 bits at a time, then one horizontal add (the bits are disjoint); the last 1-3 channels on the bits too */
+static inline void irnet_sign_pack_v7(const float *x, int pixels, int cout, uint32_t *out)
+{
+    static const uint32_t lane_bit[4] = {1u, 2u, 4u, 8u};
+    const uint32x4_t weights = vld1q_u32(lane_bit);
+    const int words = (cout + 31) / 32;
+    int p, i, j, c;
+    for (p = 0; p < pixels; ++p, x += cout, out += words) {
+        for (i = 0; i < words; ++i) {
+            const int n = cout - 32 * i < 32 ? cout - 32 * i : 32;
+            uint32x4_t acc = vdupq_n_u32(0u);
+            uint32x2_t half;
+            uint32_t word;
+            for (j = n / 4 - 1; j >= 0; --j) { /* acc = acc << 4 | the next 4 lanes' bits */
+                acc = vsliq_n_u32(vandq_u32(irnet_negative_lanes(x + 32 * i + 4 * j), weights), acc, 4);
+            }
+            half = vadd_u32(vget_low_u32(acc), vget_high_u32(acc));
+            word = vget_lane_u32(vpadd_u32(half, half), 0);
+            for (c = n / 4 * 4; c < n; ++c) {
+                uint32_t b;
+                memcpy(&b, x + 32 * i + c, sizeof b);
+                word |= (uint32_t)(b - 0x80000001u <= 0x7F7FFFFFu) << c;
+            }
+            out[i] = word;
+        }
+    }
+}
+#endif
+
+#if defined(__ARM_NEON)
+/* irnet_sign_pack (bit = x < 0 on the float's value: -0.0 and NaN give 0) */
+static inline void irnet_sign_pack_fast(const float *x, int pixels, int cout, uint32_t *out)
+{
+#if defined(__aarch64__)
+    irnet_sign_pack_a64(x, pixels, cout, out);
+#else
+    irnet_sign_pack_v7(x, pixels, cout, out);
+#endif
 }
 #endif
 
