@@ -1223,6 +1223,10 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
     IRNET_CM_FMAC8(X, "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31") \
     "add %[w], %[w], %[step]\n\t"
 
+/* hardtanh as irnet_activate: y < -1 (MI: not for NaN) gives s0 = -1, y > 1 (GT: not for NaN) s1 = 1 */
+#define IRNET_CM_CLAMP(S) \
+    "vcmp.f32 " S ", s0\n\t" "vmrs APSR_nzcv, fpscr\n\t" "it mi\n\t" "vmovmi.f32 " S ", s0\n\t" \
+    "vcmp.f32 " S ", s1\n\t" "vmrs APSR_nzcv, fpscr\n\t" "it gt\n\t" "vmovgt.f32 " S ", s1\n\t"
 /* from the end of a row of taps to the start of the next, and the flags of the rows left */
 #define IRNET_CM_FROW \
     "add %[x], %[x], %[xs]\n\t" "add %[w], %[w], %[ws]\n\t" "subs %[rows], %[rows], #1\n\t"
@@ -1241,6 +1245,7 @@ struct irnet_fwin {
                      * add_base, out and bits run on */
     int32_t x_step;
     const float *w_base, *mult_base, *add_base;
+    int32_t clamp; /* float output: hardtanh in the assembly */
 };
 
 /* The fields of s in the assembly below: s is one register and the fields are at offsets given as "i" operands
@@ -1291,6 +1296,16 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
         "vldmia %[t]!, {s0-s15}\n\t"
         "str %[t], " IRNET_CM_FW(add) "\n\t"
         IRNET_CM_FOP16("vadd.f32")
+        "ldr %[t], " IRNET_CM_FW(clamp) "\n\t"
+        "cmp %[t], #0\n\t"
+        "beq 12f\n\t"
+        "vmov.f32 s0, #-1.0\n\t"
+        "vmov.f32 s1, #1.0\n\t"
+        IRNET_CM_CLAMP("s16") IRNET_CM_CLAMP("s17") IRNET_CM_CLAMP("s18") IRNET_CM_CLAMP("s19")
+        IRNET_CM_CLAMP("s20") IRNET_CM_CLAMP("s21") IRNET_CM_CLAMP("s22") IRNET_CM_CLAMP("s23")
+        IRNET_CM_CLAMP("s24") IRNET_CM_CLAMP("s25") IRNET_CM_CLAMP("s26") IRNET_CM_CLAMP("s27")
+        IRNET_CM_CLAMP("s28") IRNET_CM_CLAMP("s29") IRNET_CM_CLAMP("s30") IRNET_CM_CLAMP("s31")
+        "12:\n\t"
         "vstmia %[n]!, {s16-s31}\n\t"
         "str %[n], " IRNET_CM_FW(out) "\n\t"
         "b 4f\n"
@@ -1370,7 +1385,7 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
           [blocks] "i"(offsetof(struct irnet_fwin, blocks)), [pixels] "i"(offsetof(struct irnet_fwin, pixels)),
           [x_step] "i"(offsetof(struct irnet_fwin, x_step)), [w_base] "i"(offsetof(struct irnet_fwin, w_base)),
           [mult_base] "i"(offsetof(struct irnet_fwin, mult_base)),
-          [add_base] "i"(offsetof(struct irnet_fwin, add_base))
+          [add_base] "i"(offsetof(struct irnet_fwin, add_base)), [clamp] "i"(offsetof(struct irnet_fwin, clamp))
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15",
           "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30",
           "s31", "cc", "memory");
@@ -1474,6 +1489,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
     s.blocks = blocks;
     s.x_step = stride * cin * 4;
     s.mult_base = mult;
+    s.clamp = act == IRNET_ACT_HARDTANH && !fused; /* the fused ops activate their floats in C */
     s.add_base = add;
 #endif
     for (oy = 0; oy < ho; ++oy) {
@@ -1522,7 +1538,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
                     if (out_bits != 0 && co0 == cout && (blocks & 1)) {
                         bits_base[pixel * bits_step + blocks / 2] = word;
                     }
-                    if (act != IRNET_ACT_NONE && out_bits == 0) {
+                    if (act != IRNET_ACT_NONE && act != IRNET_ACT_HARDTANH && out_bits == 0) {
                         IRNET_SCALAR_LOOP
                         for (j = 0; j < co0 * run; ++j) {
                             out_f32[pixel * cout + j] = irnet_activate(out_f32[pixel * cout + j], act);
