@@ -199,13 +199,18 @@ static inline void irnet_run2(const uint32_t *x, const uint32_t *w0, const uint3
     *pop1 = acc1;
 }
 
-#define IRNET_CM_POPS_PAIRS(RUN) \
-        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6") \
+/* The head of a loop over channel pairs: x and the step count from the stack struct (the count into N),
+ * both accumulators zero */
+#define IRNET_CM_PAIR_HEAD(N) \
         "6:\n\t" \
         "ldr r0, " IRNET_CM_ST(x, 0) "\n\t" \
-        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t" \
+        "ldr " N ", " IRNET_CM_ST(n, 4) "\n\t" \
         "mov r12, #0\n\t" \
-        "mov lr, #0\n\t" \
+        "mov lr, #0\n\t"
+
+#define IRNET_CM_POPS_PAIRS(RUN) \
+        IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6") \
+        IRNET_CM_PAIR_HEAD("r3") \
         RUN(IRNET_CM_ADD_NIBBLES) \
         "ldr r3, " IRNET_CM_ST(pops, 12) "\n\t" \
         "strd r12, lr, [r3], #8\n\t" \
@@ -265,11 +270,7 @@ static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w,
 
 #define IRNET_CM_BITS_PAIRS(RUN) \
         IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6, r8, r9") \
-        "6:\n\t" \
-        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t" \
-        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t" \
-        "mov r12, #0\n\t" \
-        "mov lr, #0\n\t" \
+        IRNET_CM_PAIR_HEAD("r3") \
         RUN(IRNET_CM_ADD_NIBBLES) \
         "ldr r3, " IRNET_CM_ST(thr, 16) "\n\t" \
         "ldrd r4, r5, [r3], #8\n\t" \
@@ -308,11 +309,7 @@ static inline void irnet_pops_pairs(const uint32_t *x, int n, const uint32_t *w,
 /* IRNET_CM_BITS_PAIRS through the table, with the word in r3 (which the steps leave alone) instead of memory */
 #define IRNET_CM_BITS_TABLE \
         IRNET_CM_BITS_START \
-        "6:\n\t" \
-        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t" \
-        "ldr r11, " IRNET_CM_ST(n, 4) "\n\t" \
-        "mov r12, #0\n\t" \
-        "mov lr, #0\n\t" \
+        IRNET_CM_PAIR_HEAD("r11") \
         IRNET_CM_TABLE_RUN_AT("r11", IRNET_CM_ADD_NIBBLES) \
         "ldr r8, " IRNET_CM_ST(thr, 16) "\n\t" \
         "ldrd r4, r5, [r8], #8\n\t" \
@@ -432,11 +429,7 @@ static inline void irnet_pops_halves(const uint32_t *x, int n, const uint32_t *w
 #endif
     __asm__ volatile(
         IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6")
-        "6:\n\t"
-        "ldr r0, " IRNET_CM_ST(x, 0) "\n\t"
-        "ldr r3, " IRNET_CM_ST(n, 4) "\n\t"
-        "mov r12, #0\n\t"
-        "mov lr, #0\n\t"
+        IRNET_CM_PAIR_HEAD("r3")
         IRNET_CM_RUN(IRNET_CM_ADD_BYTES)
         "uxtb16 r4, r12\n\t"
         "uxtab16 r4, r4, r12, ror #8\n\t"
