@@ -329,10 +329,10 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_store(const irn
     }
 }
 
-static void irnet_conv_f32_store_any(const irnet_conv_f32_params *prm, const float32x4_t *acc, int np, long pixel0,
-    int co, uint32_t *out_bits, float *out_f32)
+static inline __attribute__((always_inline)) void irnet_conv_f32_store_any(const irnet_conv_f32_params *prm,
+    const float32x4_t *acc, int np, long pixel0, int co, uint32_t *out_bits, float *out_f32, const int fused)
 {
-    if (out_bits == 0 && prm->fuse.residual != 0) {
+    if (fused && prm->fuse.residual != 0) {
         irnet_conv_f32_store(prm, acc, np, pixel0, co, 0, out_f32, prm->act, prm->fuse.residual,
                              prm->fuse.residual_act);
     } else if (out_bits != 0 || prm->act == IRNET_ACT_NONE) {
@@ -350,8 +350,8 @@ static void irnet_conv_f32_store_any(const irnet_conv_f32_params *prm, const flo
 #if defined(__aarch64__)
 /* Output pixel (oy, ox), all channels, one pixel at a time: a blocked layer (blocked > 0) on aarch64 by
  * multiply by element, 16 channels at a time, where its last 128-bit load stays inside the input */
-static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32,
-    int oy, int ox, int blocked)
+static inline __attribute__((always_inline)) void irnet_conv_f32_one_body(const irnet_conv_f32_params *prm,
+    const float *in, uint32_t *out_bits, float *out_f32, int oy, int ox, int blocked, const int fused)
 {
     const int out_words = (prm->cout + 31) / 32;
     const long pixel = (long)oy * prm->wo + ox;
@@ -365,23 +365,35 @@ static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in
         for (; co < blocked; co += 16) {
             float32x4_t acc[4];
             irnet_conv_block1_any(in, prm->weight, w, cin, prm->cout, k, iy0, ky0, ky1, ix0, kx0, kx1, co, acc);
-            irnet_conv_f32_store_any(prm, acc, 1, pixel, co, out_bits, out_f32);
+            irnet_conv_f32_store_any(prm, acc, 1, pixel, co, out_bits, out_f32, fused);
         }
     }
     if (co < prm->cout) {
         irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
                              out_f32 != 0 ? out_f32 + pixel * prm->cout : 0,
-                             out_f32 != 0 && prm->fuse.residual != 0 ? prm->fuse.residual + pixel * prm->cout : 0,
+                             fused && prm->fuse.residual != 0 ? prm->fuse.residual + pixel * prm->cout : 0,
                              oy, ox, co);
     }
+}
+
+static void irnet_conv_f32_one(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32,
+    int oy, int ox, int blocked)
+{
+    irnet_conv_f32_one_body(prm, in, out_bits, out_f32, oy, ox, blocked, 0);
+}
+
+static void irnet_conv_f32_one_fused(const irnet_conv_f32_params *prm, const float *in, float *out_f32, int oy, int ox,
+    int blocked)
+{
+    irnet_conv_f32_one_body(prm, in, 0, out_f32, oy, ox, blocked, 1);
 }
 #endif
 
 #if defined(__aarch64__)
 /* Output row oy of a blocked layer (its bits already cleared): blocks of 4 pixels where every column tap is
  * inside the map, the other pixels one at a time; output channels blocked.. per pixel */
-static void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits,
-    float *out_f32, int oy, int blocked)
+static inline __attribute__((always_inline)) void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm,
+    const float *in, uint32_t *out_bits, float *out_f32, int oy, int blocked, const int fused)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, wo = prm->wo, out_words = (cout + 31) / 32;
@@ -396,7 +408,11 @@ static void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm, const f
     const int ky1 = iy0 + k > h ? h - iy0 : k;
     int ox = 0;
     for (; ox < ox_lo && ox < wo; ++ox) {
-        irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
+        if (fused) {
+            irnet_conv_f32_one_fused(prm, in, out_f32, oy, ox, blocked);
+        } else {
+            irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
+        }
     }
     for (; ox + 4 <= ox_hi; ox += 4) {
         /* the last pixel's last tap: its last 128-bit load must stay inside the input */
@@ -409,20 +425,24 @@ static void irnet_conv_f32_row_blocked(const irnet_conv_f32_params *prm, const f
             float32x4_t acc[16];
             irnet_conv_block4_any(in, prm->weight, w, cin, cout, k, stride, iy0, ky0, ky1, ox * stride - pad, co,
                                   acc);
-            irnet_conv_f32_store_any(prm, acc, 4, (long)oy * wo + ox, co, out_bits, out_f32);
+            irnet_conv_f32_store_any(prm, acc, 4, (long)oy * wo + ox, co, out_bits, out_f32, fused);
         }
         if (blocked < cout) {
             for (p = 0; p < 4; ++p) {
                 const long pixel = (long)oy * wo + ox + p;
                 irnet_conv_f32_pixel(prm, in, out_bits != 0 ? out_bits + pixel * out_words : 0,
                                      out_f32 != 0 ? out_f32 + pixel * cout : 0,
-                                     out_f32 != 0 && prm->fuse.residual != 0 ? prm->fuse.residual + pixel * cout : 0,
+                                     fused && prm->fuse.residual != 0 ? prm->fuse.residual + pixel * cout : 0,
                                      oy, ox + p, blocked);
             }
         }
     }
     for (; ox < wo; ++ox) {
-        irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
+        if (fused) {
+            irnet_conv_f32_one_fused(prm, in, out_f32, oy, ox, blocked);
+        } else {
+            irnet_conv_f32_one(prm, in, out_bits, out_f32, oy, ox, blocked);
+        }
     }
 }
 #endif
@@ -438,24 +458,23 @@ static __attribute__((noinline)) void irnet_row_signs(const float *x, int pixels
     irnet_sign_pack_fast(x, pixels, cout, out);
 }
 
-void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
+/* irnet_conv_f32_neon, compiled once per value of fused: 0 none, 1 the sign alone, 2 the residual (and maybe the
+ * sign) of a float output. A copy without the residual has no residual pointer or test in its stores (the tests
+ * cost the armv7 scalar loop 1% of the stem's instructions). */
+static inline __attribute__((always_inline)) void irnet_conv_f32_rows(const irnet_conv_f32_params *prm,
+    const float *in, uint32_t *out_bits, float *out_f32, const int fused)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
-    /* the fused ops of a float output (a pool goes to the portable kernel) */
-    const float *const residual = out_bits != 0 ? 0 : prm->fuse.residual;
-    uint32_t *const sign = out_bits != 0 ? 0 : prm->fuse.sign;
-    const int residual_act = prm->fuse.residual_act;
+    const float *const residual = fused == 2 ? prm->fuse.residual : 0;
+    uint32_t *const sign = fused ? prm->fuse.sign : 0;
+    const int residual_act = fused ? prm->fuse.residual_act : IRNET_ACT_NONE;
 #if defined(__aarch64__)
     const int blocked = cout >= 16 ? cout / 16 * 16 : 0;
 #endif
     int oy;
-    if (prm->fuse.pool != 0) {
-        irnet_conv_f32(prm, in, out_bits, out_f32);
-        return;
-    }
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
@@ -469,7 +488,7 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
             if (out_bits != 0) {
                 memset(out_bits + (long)oy * wo * out_words, 0, (size_t)wo * (size_t)out_words * sizeof(uint32_t));
             }
-            irnet_conv_f32_row_blocked(prm, in, out_bits, out_f32, oy, blocked);
+            irnet_conv_f32_row_blocked(prm, in, out_bits, out_f32, oy, blocked, fused);
             if (sign != 0) {
                 irnet_row_signs(out_f32 + (long)oy * wo * cout, wo, cout, sign + (long)oy * wo * out_words);
             }
@@ -559,6 +578,31 @@ void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint
         if (sign != 0) {
             irnet_row_signs(out_f32 + (long)oy * wo * cout, wo, cout, sign + (long)oy * wo * out_words);
         }
+    }
+}
+
+static __attribute__((noinline)) void irnet_conv_f32_neon_signs(const irnet_conv_f32_params *prm, const float *in,
+    float *out_f32)
+{
+    irnet_conv_f32_rows(prm, in, 0, out_f32, 1);
+}
+
+static __attribute__((noinline)) void irnet_conv_f32_neon_residual(const irnet_conv_f32_params *prm,
+    const float *in, float *out_f32)
+{
+    irnet_conv_f32_rows(prm, in, 0, out_f32, 2);
+}
+
+void irnet_conv_f32_neon(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
+{
+    if (prm->fuse.pool != 0) {
+        irnet_conv_f32(prm, in, out_bits, out_f32); /* the fused pool: the portable kernel */
+    } else if (out_bits == 0 && prm->fuse.residual != 0) {
+        irnet_conv_f32_neon_residual(prm, in, out_f32);
+    } else if (out_bits == 0 && prm->fuse.sign != 0) {
+        irnet_conv_f32_neon_signs(prm, in, out_f32);
+    } else {
+        irnet_conv_f32_rows(prm, in, out_bits, out_f32, 0);
     }
 }
 

@@ -393,6 +393,17 @@ static irnet_fused_ops irnet_fused_ops_of(const irnet_bconv_params *prm)
     return f;
 }
 
+/* act(y + a), plus the residual r, then ract. The fences keep each sum scalar: with four channels written out
+ * side by side clang's SLP vectorizer would pack them into Neon vectors, which flush subnormals on armv7. */
+static inline __attribute__((always_inline)) float irnet_fused_value(float y, float a, float r, int act, int ract)
+{
+    y = irnet_activate(y + a, act);
+    IRNET_FENCE(y);
+    y = irnet_activate(y + r, ract);
+    IRNET_FENCE(y);
+    return y;
+}
+
 /* irnet_fused_group in scalar code (VFP on armv7), with the activations as constants: dot[4p + c] is pixel p's
  * channel co + c */
 static inline __attribute__((always_inline)) void irnet_fused_scalar(const irnet_fused_ops *f, float *out_f32,
@@ -401,6 +412,27 @@ static inline __attribute__((always_inline)) void irnet_fused_scalar(const irnet
     const int nc = f->cout - co < 4 ? f->cout - co : 4;
     const float *const residual = f->residual, *const mult = f->mult + co, *const add = f->add + co;
     int p, c;
+    if (nc == 4 && residual != 0) {
+        /* the group's scales in registers: with the stores through y_out (floats too) GCC would read them again
+         * for every output */
+        const float m0 = mult[0], m1 = mult[1], m2 = mult[2], m3 = mult[3];
+        const float a0 = add[0], a1 = add[1], a2 = add[2], a3 = add[3];
+        for (p = 0; p < np; ++p) {
+            float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
+            const float *const r_in = (const float *)((const char *)residual + dp[p]) + co;
+            const int16_t *const d = dot + 4 * p;
+            float y0 = (float)d[0] * m0, y1 = (float)d[1] * m1, y2 = (float)d[2] * m2, y3 = (float)d[3] * m3;
+            IRNET_FENCE(y0);
+            IRNET_FENCE(y1);
+            IRNET_FENCE(y2);
+            IRNET_FENCE(y3);
+            y_out[0] = irnet_fused_value(y0, a0, r_in[0], act, ract);
+            y_out[1] = irnet_fused_value(y1, a1, r_in[1], act, ract);
+            y_out[2] = irnet_fused_value(y2, a2, r_in[2], act, ract);
+            y_out[3] = irnet_fused_value(y3, a3, r_in[3], act, ract);
+        }
+        return;
+    }
     for (p = 0; p < np; ++p) {
         float *const y_out = (float *)((char *)out_f32 + dp[p]) + co;
         const float *const r_in = residual != 0 ? (const float *)((const char *)residual + dp[p]) + co : 0;
