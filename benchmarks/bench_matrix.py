@@ -99,8 +99,9 @@ def conv_rows(results: list[dict]) -> list[str]:
 
 def baseline_per_layer(layers: list[dict], baseline: list[dict]) -> list[int]:
     """The baseline's instructions beside each binary op: the baseline runs the unfused ops, and a fused binary op's
-    source joins the sources of the ops it took in with "; "."""
-    owner = {part: i for i, layer in enumerate(layers) for part in layer["source"].split("; ")}
+    source joins the sources of the ops it took in with "; " (a pool the conv's own source names is not repeated)."""
+    owner = {part: i for i, layer in enumerate(layers) for group in layer["source"].split("; ")
+             for part in (group, *group.split(", "))}
     sums = [0] * len(layers)
     for op in baseline:
         sums[owner[op["source"]]] += op["instructions"]

@@ -33,6 +33,18 @@ from .errors import IrnetEdgeError
 __all__ = ["CompiledModel", "convert", "evaluate"]
 
 
+def _codegen_target(target):
+    """The codegen Target of a target name or a resolved Deployment; IrnetEdgeError for anything else."""
+    from .codegen import get_target
+    from .verify.deployment import Deployment
+
+    if isinstance(target, Deployment):
+        return target.target
+    if not isinstance(target, str):
+        raise IrnetEdgeError(f"target must be a string, one of host, cortex-m, cortex-a; got {target!r:.40}")
+    return get_target(target)
+
+
 def _check_prefix(prefix: str) -> str:
     from .codegen import check_prefix
 
@@ -248,9 +260,10 @@ class CompiledModel:
 
     @property
     def arena_bytes(self) -> int:
-        """Bytes of the static activation arena (RAM) the generated C of the host and cortex-m targets uses, as
-        planned exactly (fused ops, tensors in place). The cortex-a C also places its NEON binary convolutions'
-        scratch there: ``plan(target="cortex-a")`` gives that arena."""
+        """Bytes of the static activation arena (RAM) of the host target's C, as planned exactly (fused ops,
+        tensors in place). Each target fuses what its kernels do best, so its arena differs:
+        ``plan("cortex-m").arena`` for a microcontroller, ``plan("cortex-a").arena`` (with the NEON binary
+        convolutions' scratch) for a Cortex-A board."""
         return self.plan().arena
 
     @property
@@ -326,10 +339,9 @@ class CompiledModel:
         fused ops the C runs), ``placements`` (tensor name -> offset, size in bytes, first and last op index),
         ``arena`` (bytes), ``scratch`` (op index -> bytes) and ``format(title)``. Raises IrnetEdgeError for an
         unknown target."""
-        from .codegen import get_target
         from .codegen.schedule import schedule
 
-        return schedule(self.graph, get_target(target))
+        return schedule(self.graph, _codegen_target(target))
 
     def save(self, directory, target: str = "host", prefix: str | None = None, force: bool = False,
              selftest_input=None, data_dir=None) -> dict:
@@ -345,10 +357,10 @@ class CompiledModel:
         Returns the manifest (a dict, as in manifest.json). Raises IrnetEdgeError for an unknown target, an
         invalid prefix, a non-empty directory without force or an unwritable one.
         """
-        from .codegen import check_out_dir, get_target, render, write_tree
+        from .codegen import check_out_dir, render, write_tree
 
         out = _check_path(directory, "directory")
-        chosen = get_target(target)
+        chosen = _codegen_target(target)
         check_out_dir(out, _check_flag(force, "force"))
         prefix = _check_prefix(self.prefix if prefix is None else prefix)
         pixels, source = None, ""
@@ -374,9 +386,16 @@ class CompiledModel:
         try:
             image = load_split(dataset, "test", data_dir, download=False).images[0].permute(1, 2, 0).numpy()
         except IrnetEdgeError:
+            if data_dir is not None:  # asked for by name: its fault is the answer, not a random self-test
+                raise
             return None, ""
         c, h, w = self.input_shape
-        return (image, f"{dataset} test image 0") if image.shape == (h, w, c) else (None, "")
+        if image.shape == (h, w, c):
+            return image, f"{dataset} test image 0"
+        if data_dir is not None:
+            raise IrnetEdgeError(f"the {dataset} images in {data_dir} are {'x'.join(map(str, image.shape))} (HWC), but "
+                                 f"{self.name} takes {h}x{w}x{c}: pass the folder of the dataset it was trained on")
+        return None, ""
 
     def predict(self, x) -> np.ndarray:
         """Logits computed by the generated C, compiled once with gcc on the host (cached for this object's life).

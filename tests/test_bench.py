@@ -13,9 +13,11 @@ from irnet_edge.bench.m4_cycles import REFILL, estimate
 from irnet_edge.bench.plugin import Block, Report, parse_report
 from irnet_edge.cli import main
 from irnet_edge.codegen.firmware import load_board
+from irnet_edge.codegen.schedule import schedule
 from irnet_edge.errors import IrnetEdgeError
 from irnet_edge.ir import export, ops, reference
 from irnet_edge.ir.baseline import float_baseline
+from irnet_edge.ir.fuse import fused_parts
 from irnet_edge.nn.checkpoint import load_checkpoint
 from irnet_edge.verify.deployment import resolve
 
@@ -45,20 +47,21 @@ def test_counts_are_exact_and_repeatable(where, mcu_m0):
     second = bench(graph, "mcu_m0", ckpt.sha256, TARGETS[where])
     assert _counts(first) == _counts(second)
     assert first.binary.instructions == second.binary.instructions == sum(_counts(first))
-    assert len(first.binary.layers) == len(graph.ops) and min(_counts(first)) > 0
+    ran = schedule(graph, TARGETS[where].target).graph  # one layer per op the C runs, fused ones included
+    assert [layer.kind for layer in first.binary.layers] == [op.kind for op in ran.ops] and min(_counts(first)) > 0
+    assert [layer.fused for layer in first.binary.layers] == [fused_parts(op) for op in ran.ops]
     convs = [layer for layer in first.binary.layers if layer.kind == "bconv"]
     assert convs and all(layer.binary_macs > 0 and layer.float_macs == 0 for layer in convs)
-    # the binary convs are the bulk of the arithmetic, so they cost more than the pooling between them
-    pools = [layer for layer in first.binary.layers if layer.kind == "maxpool_bits"]
-    assert min(c.instructions for c in convs) > max(p.instructions for p in pools)
+    # the binary convs are the bulk of the arithmetic, so they cost more than the ops between them
+    others = [layer for layer in first.binary.layers if layer.kind in ("maxpool_bits", "maxpool_f32", "normalize")]
+    assert min(c.instructions for c in convs) > max(p.instructions for p in others)
 
 
 def test_arena_and_weights_are_the_model_footprint(mcu_m0):
     ckpt, graph = mcu_m0
     result = bench(graph, "mcu_m0", ckpt.sha256, TARGETS["host"])
-    from irnet_edge.codegen.planner import plan
-
-    assert result.binary.model_ram_bytes >= plan(graph)[1]
+    assert result.binary.arena_bytes == schedule(graph, TARGETS["host"].target).arena
+    assert result.binary.model_ram_bytes >= result.binary.arena_bytes
     assert result.binary.model_flash_bytes > ops.weight_bytes(graph)
 
 
@@ -67,9 +70,14 @@ def test_float_baseline_on_cortex_m4_costs_more_and_computes_the_same_logits(mcu
     result = bench(graph, "mcu_m0", ckpt.sha256, AN386, baseline=True)  # raises unless both are bit-exact
     ratios = result.ratios()
     assert ratios["instructions"] > 1 and ratios["model_flash_bytes"] > 1 and ratios["model_ram_bytes"] > 1
-    for binary, base in zip(result.binary.layers, result.baseline.layers, strict=True):
+    # the baseline runs the unfused ops: each is one binary layer, or a part of a fused one (its source)
+    owner = {part: layer for layer in result.binary.layers for group in layer.source.split("; ")
+             for part in (group, *group.split(", "))}
+    for base in result.baseline.layers:
+        binary = owner[base.source]
         assert binary.kind == base.kind or (binary.kind, base.kind) in {("bconv", "conv_f32"),
-                                                                         ("maxpool_bits", "maxpool_f32")}
+                                                                         ("maxpool_bits", "maxpool_f32")} or (
+            binary.fused and base.kind == "maxpool_f32")
     assert result.binary.cycles.cycles > result.binary.instructions  # loads and branches take > 1 cycle
     text = to_text(result)
     assert "estimated" in text and "float32 baseline" in text and f"{result.binary.instructions:,}" in text

@@ -21,6 +21,7 @@ from ..codegen.schedule import schedule
 from ..errors import IrnetEdgeError
 from ..ir import reference
 from ..ir.baseline import float_baseline
+from ..ir.fuse import fused_parts
 from ..ir.graph import Graph, Op
 from ..ir.ops import get as get_op
 from ..verify import host, qemu, toolchain
@@ -55,9 +56,11 @@ class Layer:
     instructions: int
     binary_macs: int
     float_macs: int
+    fused: list[str]  # what the op took in (irnet_edge.ir.fuse.fused_parts): "pool 2", "residual add", "sign"
 
     def to_json(self, total: int) -> dict:
-        return {"index": self.index, "kind": self.kind, "source": self.source, "output": self.output,
+        return {"index": self.index, "kind": self.kind, "fused": self.fused, "source": self.source,
+                "output": self.output,
                 "instructions": self.instructions, "share": round(self.instructions / max(total, 1), 6),
                 "binary_macs": self.binary_macs, "float_macs": self.float_macs,
                 "binary_macs_per_instruction": round(self.binary_macs / self.instructions, 4)
@@ -220,7 +223,8 @@ def _measure(graph: Graph, prefix: str, sha: str, target: Deployment, sample: np
     layers = []
     for i, (op, count) in enumerate(zip(graph.ops, report.per_segment(), strict=True)):
         binary, flt = macs(graph, op)
-        layers.append(Layer(i, op.kind, op.source, graph.tensor(op.output).describe(), count, binary, flt))
+        layers.append(Layer(i, op.kind, op.source, graph.tensor(op.output).describe(), count, binary, flt,
+                            fused_parts(op)))
     flash = sum(size for kind, _, size in symbols.values() if kind in "TtRrDd")
     ram = sum(size for kind, _, size in symbols.values() if kind in "DdBb")
     cycles = m4_cycles.estimate(report, program.elf, program.objdump) if program.objdump else None

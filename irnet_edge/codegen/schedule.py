@@ -23,11 +23,12 @@ class Schedule:
         ops it lives across and the tensor whose memory it takes over in place."""
         g = self.graph
         lines = [f"{title}: arena {self.arena:,} bytes, {len(g.ops)} ops", "",
-                 f"{'op':>3}  {'kind':<13} {'fused':<22} {'inputs':<16} {'output':<8} scratch"]
+                 f"{'op':>3}  {'kind':<13} {'fused':<32} {'inputs':<16} {'output':<8} {'scratch':>8}"]
         for index, op in enumerate(g.ops):
             fused = ", ".join(fused_parts(op)).replace("sign", f"sign -> {op.sign}")
-            lines.append(f"{index:>3}  {op.kind:<13} {fused or '-':<22} {', '.join(op.inputs):<16} {op.output:<8} "
-                         f"{self.scratch.get(index, 0) or '-'}")
+            scratch = self.scratch.get(index, 0)
+            lines.append(f"{index:>3}  {op.kind:<13} {fused or '-':<32} {', '.join(op.inputs):<16} {op.output:<8} "
+                         f"{f'{scratch:,}' if scratch else '-':>8}")
         lines += ["", f"{'tensor':<10} {'shape':<18} {'bytes':>8} {'offset':>8}  {'live (ops)':<11} in place of"]
         producers, taken, last = g.producers(), {}, {}
         for index, op in enumerate(g.ops):
@@ -37,7 +38,11 @@ class Schedule:
             shared = inplace_input(g, op)
             if shared in self.placements and self.placements.get(op.output) is self.placements[shared]:
                 taken[op.output] = shared
-        order = sorted(self.placements, key=lambda n: (self.placements[n].offset, producers.get(n, -1), n))
+        def position(name: str):  # by offset, then by when written; "scratch 10" after "scratch 9"
+            p = self.placements[name]
+            return p.offset, producers.get(name, p.first), len(name), name
+
+        order = sorted(self.placements, key=position)
         for name in order:
             p = self.placements[name]
             shape = g.tensor(name).describe() if name in g.tensors else "scratch"

@@ -19,6 +19,13 @@ FUSIONS = ("pool", "pool_bits", "residual", "sign")
 _CONVS = ("conv_f32", "bconv")
 
 
+def _joined(source: str, more: str) -> str:
+    """The sources of two ops merged into one, without repeating a layer both name (a pool fused into the conv
+    group whose source names it already)."""
+    parts = [part for group in source.split("; ") for part in group.split(", ")]
+    return source if all(part in parts for part in more.split(", ")) else f"{source}; {more}"
+
+
 def _consumers(graph: Graph) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for index, op in enumerate(graph.ops):
@@ -51,7 +58,7 @@ def _fuse_pools(graph: Graph, kinds: tuple[str, ...]) -> list[Op]:
         mask = {"pool_min": pool.consts["min_mask"]} if pool.kind == "maxpool_f32" else {
             "pool_or": pool.consts["or_mask"]}
         ops[index] = replace(op, output=pool.output, attrs={**op.attrs, "pool": pool.attrs["k"]},
-                             consts={**op.consts, **mask}, source=f"{op.source}; {pool.source}")
+                             consts={**op.consts, **mask}, source=_joined(op.source, pool.source))
         ops[users[0]] = None
     return [op for op in ops if op is not None]
 
@@ -69,7 +76,7 @@ def _fuse_residuals(graph: Graph) -> list[Op]:
             continue
         ops[users[0]] = replace(op, inputs=[*op.inputs, other[0]], output=add.output,
                                 attrs={**op.attrs, "residual_act": add.attrs["act"]},
-                                source=f"{op.source}; {add.source}")
+                                source=_joined(op.source, add.source))
         ops[index] = None
     return [op for op in ops if op is not None]
 
@@ -84,7 +91,7 @@ def _fuse_signs(graph: Graph) -> list[Op]:
         if (maker is None or maker.kind not in _CONVS or maker.attrs.get("out") != "f32" or "pool" in maker.attrs
                 or maker.sign or op.output == graph.output):
             continue
-        ops[maker_index] = replace(maker, sign=op.output, source=f"{maker.source}; {op.source}")
+        ops[maker_index] = replace(maker, sign=op.output, source=_joined(maker.source, op.source))
         ops[index] = None
     return [op for op in ops if op is not None]
 
