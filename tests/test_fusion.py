@@ -121,3 +121,27 @@ def test_unfused_reference_still_runs_the_exported_ops(tmp_path):
     schedule(graph, get_target("cortex-m"))
     assert [op.kind for op in graph.ops] == before
     assert not any("pool" in op.attrs or op.sign for op in graph.ops)
+
+
+def test_plan_and_save_refuse_a_target_that_is_not_a_string(tmp_path):
+    from irnet_edge.api import convert
+    from irnet_edge.errors import IrnetEdgeError
+    from irnet_edge.verify.deployment import resolve
+
+    seeded("mcu_m4", tmp_path)
+    model = convert(tmp_path / "mcu_m4.pt")
+    for call in (lambda: model.plan(["host"]), lambda: model.save(tmp_path / "out", target=["host"])):
+        with pytest.raises(IrnetEdgeError, match="target must be a string"):
+            call()
+    assert not (tmp_path / "out").exists()
+    assert model.plan(resolve("cortex-m", board="mps2-an386")).arena == model.plan("cortex-m").arena
+    assert model.arena_bytes == model.plan("host").arena
+
+
+def test_codegen_refuses_a_data_dir_it_cannot_read(tmp_path):
+    seeded("mcu_m4", tmp_path)
+    result = CliRunner().invoke(main, ["codegen", str(tmp_path / "mcu_m4.pt"), "--out", str(tmp_path / "c"),
+                                       "--data-dir", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert result.output.count("Error:") == 1 and "does not exist" in result.output, result.output
+    assert not (tmp_path / "c").exists()
