@@ -36,23 +36,14 @@ static int irnet_fused_pixel(const irnet_fusion *f, int oy, int ox, int wo, int 
     return oy * wo + ox;
 }
 
-/* Value y (after the op's act) of channel co at output pixel 'pixel' (from irnet_fused_pixel): residual add, or
- * the pool's running value, or the plain store. The sign is packed from the finished output (irnet_sign_pack), as
- * the unfused sequence would. Inline, on the kernel's own copy of f: out of line, or read through prm (which the
- * stores may alias), it cost resnet20 6% more instructions than the unfused sequence on the host. */
-static inline void irnet_fused_f32(const irnet_fusion *f, int pixel, int first, int co, int cout, float y, float *out)
+/* Value y (after the op's act) of channel co at output pixel 'pixel' (from irnet_fused_pixel) into the pool's
+ * running value */
+static void irnet_pool_f32(const irnet_fusion *f, int pixel, int first, int co, int cout, float y, float *out)
 {
     float *dst = out + pixel * cout + co;
-    if (f->pool != 0) {
-        if (first || (f->pool_min != 0 && f->pool_min[co] ? y < *dst : y > *dst)) {
-            *dst = y;
-        }
-        return;
+    if (first || (f->pool_min != 0 && f->pool_min[co] ? y < *dst : y > *dst)) {
+        *dst = y;
     }
-    if (f->residual != 0) {
-        y = irnet_activate(y + f->residual[pixel * cout + co], f->residual_act);
-    }
-    *dst = y;
 }
 
 /* One finished bits word of output pixel 'pixel': stored, or pooled into the pooled pixel's word */
@@ -73,6 +64,10 @@ void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t 
     const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
+    /* The kernel's own copy: read through prm, which the output stores may alias, the fused ops' parameters would
+     * be read again for every value. The residual add is written out in the loop and the sign packed from the
+     * finished output (irnet_sign_pack), as the unfused sequence would: through a general per-value epilogue they
+     * cost resnet20 6% more instructions than that sequence on the host. */
     const irnet_fusion fz = prm->fuse;
     const irnet_fusion *fuse = &fz;
     const int fused = fuse->residual != 0 || fuse->pool != 0;
@@ -122,10 +117,16 @@ void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t 
                         }
                         word = 0;
                     }
-                } else if (fused) {
-                    irnet_fused_f32(fuse, pixel, first, co, cout, irnet_activate(y, act), out_f32);
-                } else {
+                } else if (!fused) {
                     out_f32[(oy * wo + ox) * cout + co] = irnet_activate(y, act);
+                } else if (fuse->residual != 0) {
+                    /* read before written: the residual may be out_f32 itself. A residual block's own act is none:
+                     * one test instead of irnet_activate's three per value. */
+                    const int at = (oy * wo + ox) * cout + co;
+                    y = act == IRNET_ACT_NONE ? y : irnet_activate(y, act);
+                    out_f32[at] = irnet_activate(y + fuse->residual[at], fuse->residual_act);
+                } else {
+                    irnet_pool_f32(fuse, pixel, first, co, cout, irnet_activate(y, act), out_f32);
                 }
             }
         }
@@ -144,6 +145,10 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
     const float *mult = prm->mult, *add = prm->add;
     const int words = (cin + 31) / 32;
     const int out_words = (cout + 31) / 32;
+    /* The kernel's own copy: read through prm, which the output stores may alias, the fused ops' parameters would
+     * be read again for every value. The residual add is written out in the loop and the sign packed from the
+     * finished output (irnet_sign_pack), as the unfused sequence would: through a general per-value epilogue they
+     * cost resnet20 6% more instructions than that sequence on the host. */
     const irnet_fusion fz = prm->fuse;
     const irnet_fusion *fuse = &fz;
     const int fused = fuse->residual != 0 || fuse->pool != 0;
@@ -194,10 +199,16 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
                     float y = (float)dot * mult[co];
                     IRNET_FENCE(y);
                     y = y + add[co];
-                    if (fused) {
-                        irnet_fused_f32(fuse, pixel, first, co, cout, irnet_activate(y, act), out_f32);
-                    } else {
+                    if (!fused) {
                         out_f32[(oy * wo + ox) * cout + co] = irnet_activate(y, act);
+                    } else if (fuse->residual != 0) {
+                        /* read before written: the residual may be out_f32 itself. A residual block's own act is
+                         * none: one test instead of irnet_activate's three per value. */
+                        const int at = (oy * wo + ox) * cout + co;
+                        y = act == IRNET_ACT_NONE ? y : irnet_activate(y, act);
+                        out_f32[at] = irnet_activate(y + fuse->residual[at], fuse->residual_act);
+                    } else {
+                        irnet_pool_f32(fuse, pixel, first, co, cout, irnet_activate(y, act), out_f32);
                     }
                 }
             }
