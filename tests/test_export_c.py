@@ -295,7 +295,10 @@ def test_cli_codegen_and_verify(trained_mcu, mnist_dir, tmp_path):
     subprocess.run(["make", "-C", str(out)], check=True, capture_output=True)
     assert subprocess.run([str(out / "digits_run"), "--selftest"], capture_output=True).returncode == 0
     result = runner.invoke(main, ["codegen", model, "--out", str(tmp_path / "nodata"), "--data-dir",
-                                  str(tmp_path / "empty")])
+                                  str(tmp_path / "empty")])  # a --data-dir given by name must hold the data
+    assert result.exit_code == 1 and result.output.count("Error:") == 1 and "does not exist" in result.output
+    assert not (tmp_path / "nodata").exists()
+    result = runner.invoke(main, ["codegen", model, "--out", str(tmp_path / "nodata")], env={"HOME": str(tmp_path)})
     assert result.exit_code == 0 and "the self-test input is seeded pseudo-random pixels" in result.output
     result = runner.invoke(main, ["codegen", model, "--out", str(out)])
     assert result.exit_code == 1 and "exists and is not empty; pass --force" in result.output
