@@ -117,7 +117,7 @@ def plan(graph: Graph, scratch: dict[int, int] | None = None) -> tuple[dict[str,
     for index, op in enumerate(graph.ops):
         shared = inplace_input(graph, op)
         if (shared is not None and shared != graph.input and op.output != graph.output and last[shared] == index
-                and shared not in op.inputs[:op.inputs.index(shared)] + op.inputs[op.inputs.index(shared) + 1:]):
+                and op.inputs.count(shared) == 1):
             owner[op.output] = owner.get(shared, shared)
     buffers: dict[str, tuple[int, int, int]] = {}  # root -> (first, last, size)
     for name in first:

@@ -30,14 +30,13 @@ class Schedule:
             lines.append(f"{index:>3}  {op.kind:<13} {fused or '-':<32} {', '.join(op.inputs):<16} {op.output:<8} "
                          f"{f'{scratch:,}' if scratch else '-':>8}")
         lines += ["", f"{'tensor':<10} {'shape':<18} {'bytes':>8} {'offset':>8}  {'live (ops)':<11} in place of"]
-        producers, taken, last = g.producers(), {}, {}
-        for index, op in enumerate(g.ops):
-            for name in op.inputs:
-                last[name] = index
+        producers, taken = g.producers(), {}
+        last = {name: readers[-1] for name, readers in g.consumers().items()}
         for op in g.ops:
             shared = inplace_input(g, op)
             if shared in self.placements and self.placements.get(op.output) is self.placements[shared]:
                 taken[op.output] = shared
+
         def position(name: str):  # by offset, then by when written; "scratch 10" after "scratch 9"
             p = self.placements[name]
             return p.offset, producers.get(name, p.first), len(name), name

@@ -26,14 +26,6 @@ def _joined(source: str, more: str) -> str:
     return source if all(part in parts for part in more.split(", ")) else f"{source}; {more}"
 
 
-def _consumers(graph: Graph) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for index, op in enumerate(graph.ops):
-        for name in op.inputs:
-            out.setdefault(name, []).append(index)
-    return out
-
-
 def _plain_conv(op: Op) -> bool:
     """A conv with nothing fused into it yet."""
     return op.kind in _CONVS and "pool" not in op.attrs and "residual_act" not in op.attrs and not op.sign
@@ -47,7 +39,7 @@ def _tiling_pool(op: Op, kinds: tuple[str, ...]) -> bool:
 
 
 def _fuse_pools(graph: Graph, kinds: tuple[str, ...]) -> list[Op]:
-    consumers, ops = _consumers(graph), list(graph.ops)
+    consumers, ops = graph.consumers(), list(graph.ops)
     for index, op in enumerate(graph.ops):
         users = consumers.get(op.output, [])
         if not _plain_conv(op) or len(users) != 1 or op.output == graph.output:
@@ -64,7 +56,7 @@ def _fuse_pools(graph: Graph, kinds: tuple[str, ...]) -> list[Op]:
 
 
 def _fuse_residuals(graph: Graph) -> list[Op]:
-    consumers, ops = _consumers(graph), list(graph.ops)
+    consumers, ops = graph.consumers(), list(graph.ops)
     for index, op in enumerate(graph.ops):
         users = consumers.get(op.output, [])
         if (not _plain_conv(op) or op.attrs.get("out") != "f32" or len(users) != 1 or op.output == graph.output

@@ -74,6 +74,14 @@ class Graph:
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]
 
+    def consumers(self) -> dict[str, list[int]]:
+        """tensor name -> indices of the ops that read it, in order (none: not listed)."""
+        out: dict[str, list[int]] = {}
+        for index, op in enumerate(self.ops):
+            for name in op.inputs:
+                out.setdefault(name, []).append(index)
+        return out
+
     def producers(self) -> dict[str, int]:
         """tensor name -> index of the op that writes it (its output, or its sign output)."""
         out = {}
