@@ -40,9 +40,13 @@ def _codegen_target(target):
 
     if isinstance(target, Deployment):
         return target.target
+    return get_target(_check_target_name(target))
+
+
+def _check_target_name(target) -> str:
     if not isinstance(target, str):
         raise IrnetEdgeError(f"target must be a string, one of host, cortex-m, cortex-a; got {target!r:.40}")
-    return get_target(target)
+    return target
 
 
 def _check_prefix(prefix: str) -> str:
@@ -550,6 +554,4 @@ class CompiledModel:
             if isa not in (None, arch):
                 raise IrnetEdgeError(f"isa={isa!r} and arch={arch!r} disagree; give isa= only")
             isa, aliases = arch, {"isa": "arch"}
-        if not isinstance(target, str):
-            raise IrnetEdgeError(f"target must be a string, one of host, cortex-m, cortex-a; got {target!r:.40}")
-        return resolve(target, isa=isa, board=board, cpu=cpu, aliases=aliases, counting=counting)
+        return resolve(_check_target_name(target), isa=isa, board=board, cpu=cpu, aliases=aliases, counting=counting)
