@@ -156,12 +156,6 @@ def c_string(text: str) -> str:
 FILTERS = {"c_comment": c_comment, "c_string": c_string, "line_comment": line_comment}
 
 
-def _kernel_kind(op: Op) -> str:
-    """The runtime function family of an op (a target's kernels replace families, not kinds): a max-pool whose
-    windows tile the map keeps its fast kernel, any other max-pool calls the windowed one."""
-    return ops.get(op.kind).call(op).function
-
-
 def _present(op: Op, spec: str) -> bool:
     """Whether op has the value a fused field names (ir/ops.py's value specs)."""
     if spec == "in1":

@@ -5,6 +5,7 @@ schedule(), so they all see the same ops and the same arena.
 """
 from dataclasses import dataclass
 
+from ..ir import ops
 from ..ir.fuse import fuse, fused_parts, inplace_input
 from ..ir.graph import Graph
 from .planner import Placement, op_scratch, plan
@@ -56,11 +57,11 @@ class Schedule:
 def schedule(graph: Graph, target: Target) -> Schedule:
     """The fused graph of target (its `fusions`; none for a graph marked unfused) with its scratch and memory
     plan."""
-    from .render import _kernel_kind
-
     fused = fuse(graph, () if graph.unfused else target.fusions)
     kernels = dict(target.kernels)
-    scratch = {i: op_scratch(fused, op, kernels.get(_kernel_kind(op), "")) for i, op in enumerate(fused.ops)}
+    # a target replaces kernel families (a tiling and a windowed max-pool are two), not op kinds
+    scratch = {i: op_scratch(fused, op, kernels.get(ops.get(op.kind).call(op).function, ""))
+               for i, op in enumerate(fused.ops)}
     placements, arena = plan(fused, scratch)
     return Schedule(fused, placements, arena, scratch)
 
