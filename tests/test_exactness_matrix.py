@@ -45,7 +45,7 @@ from irnet_edge.verify.compare import first_mismatch
 from .helpers import calibrate, calibrated, checkpoint_of
 
 SAMPLES = 100
-MODELS = ("mcu_m4", "mcu_m0", "fp_path")
+MODELS = ("mcu_m4", "mcu_m0", "fp_path", "resnet20")
 
 
 @dataclass
@@ -76,8 +76,9 @@ def float_path_checkpoint(images: torch.Tensor, path: Path):
 
 @pytest.fixture(scope="module")
 def models(mnist_dir, tmp_path_factory) -> dict[str, Model]:
-    """mcu_m4 (float stem conv, binary convs, a binary conv with float output, float max pooling, FC), mcu_m0 and
-    the float-path probe, on the first SAMPLES MNIST test images; calibrated on the next 512."""
+    """mcu_m4 (float stem conv, binary convs, a binary conv with float output, float max pooling, FC), mcu_m0, the
+    float-path probe and resnet20 (residual adds and sign packs fused into its binary convs, in place; option-A
+    shortcuts in place), on the first SAMPLES MNIST test images; calibrated on the next 512."""
     root = tmp_path_factory.mktemp("models")
     test = load_split("mnist", "test", mnist_dir)
     inputs = test.images[:SAMPLES].permute(0, 2, 3, 1).contiguous()
