@@ -10,7 +10,8 @@
  *  - on Helium (Cortex-M55) four words per vector step, tail-predicated;
  *  - with the DSP extension (Helium cores too), 3x3 kernels over at most 16 input channels take their own
  *    path (irnet_bconv_h3): each tap in both halves of a word, two channels' weights per word, chunks of 16
- *    output channels, border windows read zeros from a strip and are corrected through their thresholds.
+ *    output channels, border windows read zeros from a strip and are corrected through their thresholds; on
+ *    Helium cores the nine taps of a window count against eight pair-words in two vectors (irnet_h3_mve_pops).
  * Never calls libgcc's popcount. */
 #include "irnet_internal.h"
 
@@ -481,6 +482,7 @@ static inline void irnet_pops_halves(const uint32_t *x, int n, const uint32_t *w
     "uxtb16 r4, r12\n\t" "uxtab16 r4, r4, r12, ror #8\n\t" \
     "uxtb16 r5, lr\n\t" "uxtab16 r5, r5, lr, ror #8\n\t"
 
+#if !defined(__ARM_FEATURE_MVE) /* Helium cores count with irnet_h3_mve_pops */
 /* Output bits of one window: for pair-word i, v[i] holds per half the largest popcount whose output bit is 0;
  * the sign bits of v[i] - popcount (SSUB16) are shifted in from the top of the word, lows in bits 0-15, highs
  * in 16-31. A marker bit starting at bit pairs - 1 leaves through the carry at the last pair-word (pairs even,
@@ -550,6 +552,7 @@ static inline void irnet_h3_sums(const uint32_t *x, const uint32_t *w, const uin
         : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 #endif
 }
+#endif
 #if defined(__clang__)
 #pragma clang diagnostic pop
 #endif
@@ -784,6 +787,77 @@ static int32_t irnet_outside(const uint32_t *wc, int k, int words, int ky0, int 
 /* columns of the three-row strip of irnet_bconv_h3, after its 72 weight words in the window buffer */
 #define IRNET_CM_H3_COLS 18
 
+/* where pair-word p of kernel tap (ky, kx) lies in the weight buffer: the order irnet_h3_bits reads (pair-word
+ * pairs, then the kernel columns, then the two pair-words, then the kernel rows), or with Helium (irnet_h3_mve_pops)
+ * tap-major in strip order (3 * kx + ky), eight pair-words per tap */
+#if defined(__ARM_FEATURE_MVE)
+#define IRNET_CM_H3_AT(p, ky, kx) (((kx) * 3 + (ky)) * 8 + (p))
+#else
+#define IRNET_CM_H3_AT(p, ky, kx) (((((p) >> 1) * 3 + (kx)) * 2 + ((p) & 1)) * 3 + (ky))
+#endif
+
+#if defined(__ARM_FEATURE_MVE)
+/* Helium: the popcounts of one window against four pair-words (wm: the first of them at tap 0; the taps eight words
+ * apart), one per 16-bit lane (lane 2i: the low half of pair-word i, 2i + 1: its high half). Each tap's activation
+ * word is broadcast and XORed with the four weight words; three taps at a time go through a carry-save adder (ones,
+ * twos), both are reduced to nibble counts (c - 3 * ((c >> 2) & 0x33) is (c & 0x33) + ((c >> 2) & 0x33), as a
+ * multiply-accumulate modulo 256), combined as ones + 2 * twos (<= 12 per nibble) and reduced to byte counts
+ * (n - 15 * (n >> 4), <= 24), summed over the nine taps (<= 72 per byte); the two bytes of a lane added give its
+ * popcount. Integer operations only (exact). */
+static inline uint16x8_t irnet_h3_mve_pops(const uint32_t *x, const uint32_t *wm)
+{
+    const uint8x16_t m55 = vdupq_n_u8(0x55), m33 = vdupq_n_u8(0x33);
+    uint8x16_t acc = vdupq_n_u8(0);
+    int g;
+    for (g = 0; g < 3; ++g) { /* a loop: unrolled, GCC 12 spills */
+        uint8x16_t a = vreinterpretq_u8_u32(veorq_u32(vdupq_n_u32(x[3 * g]), vldrwq_u32(wm + 24 * g)));
+        uint8x16_t b = vreinterpretq_u8_u32(veorq_u32(vdupq_n_u32(x[3 * g + 1]), vldrwq_u32(wm + 24 * g + 8)));
+        const uint8x16_t c = vreinterpretq_u8_u32(veorq_u32(vdupq_n_u32(x[3 * g + 2]), vldrwq_u32(wm + 24 * g + 16)));
+        uint8x16_t t = veorq_u8(a, b);
+        a = vandq_u8(a, b);
+        b = veorq_u8(t, c); /* ones */
+        t = vandq_u8(t, c);
+        a = vorrq_u8(a, t); /* twos */
+        b = vsubq_u8(b, vandq_u8(vshrq_n_u8(b, 1), m55));
+        a = vsubq_u8(a, vandq_u8(vshrq_n_u8(a, 1), m55));
+        b = vmlaq_n_u8(b, vandq_u8(vshrq_n_u8(b, 2), m33), (uint8_t)253);
+        a = vmlaq_n_u8(a, vandq_u8(vshrq_n_u8(a, 2), m33), (uint8_t)253);
+        b = vmlaq_n_u8(b, a, (uint8_t)2);
+        b = vmlaq_n_u8(b, vshrq_n_u8(b, 4), (uint8_t)241);
+        acc = vaddq_u8(acc, b);
+    }
+    return vaddq_u16(vmovlbq_u8(acc), vmovltq_u8(acc));
+}
+
+/* irnet_h3_bits with Helium: the output bits themselves (channel j of the chunk in bit j); lanes[k] gives each lane
+ * of pair-words 4k .. 4k + 3 its bit (0 for the lanes of no channel) */
+static inline uint32_t irnet_h3_mve_bits(const uint32_t *x, const uint32_t *wm, const uint32_t *v, int pairs,
+    const uint16_t *lanes)
+{
+    uint32_t bits = 0u;
+    int k;
+    for (k = 0; k < (pairs + 3) / 4; ++k) {
+        const int16x8_t d = vsubq_s16(vreinterpretq_s16_u32(vldrwq_u32(v + 4 * k)),
+            vreinterpretq_s16_u16(irnet_h3_mve_pops(x, wm + 4 * k)));
+        bits = vaddvaq_u16(bits, vmulq_u16(vshrq_n_u16(vreinterpretq_u16_s16(d), 15), vld1q_u16(lanes + 8 * k)));
+    }
+    return bits;
+}
+
+/* irnet_h3_sums with Helium: sums[i] and sums[8 + i], sign-extended */
+static inline void irnet_h3_mve_sums(const uint32_t *x, const uint32_t *wm, const uint32_t *v, int pairs,
+    uint32_t *sums)
+{
+    int k;
+    for (k = 0; k < (pairs + 3) / 4; ++k) {
+        const int16x8_t pop = vreinterpretq_s16_u16(irnet_h3_mve_pops(x, wm + 4 * k));
+        const int16x8_t d = vsubq_s16(vsubq_s16(vreinterpretq_s16_u32(vldrwq_u32(v + 4 * k)), pop), pop);
+        vstrwq_s32((int32_t *)sums + 4 * k, vmovlbq_s16(d));
+        vstrwq_s32((int32_t *)sums + 8 + 4 * k, vmovltq_s16(d));
+    }
+}
+#endif
+
 /* per 16-bit half, the popcount of each half of a */
 static inline uint32_t irnet_pop_halves(uint32_t a)
 {
@@ -808,7 +882,7 @@ static void irnet_h3_values(uint32_t *v, const uint32_t *wb, int pairs, int m, c
         for (ky = 0; ky < 3 && !pad_one; ++ky) {
             for (kx = 0; kx < 3; ++kx) {
                 if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1) {
-                    pw += irnet_pop_halves(wb[(((p >> 1) * 3 + kx) * 2 + (p & 1)) * 3 + ky]);
+                    pw += irnet_pop_halves(wb[IRNET_CM_H3_AT(p, ky, kx)]);
                 }
             }
         }
@@ -877,8 +951,8 @@ static inline void irnet_h3_floats(const uint32_t *sums, int m, int pairs, const
     }
 }
 
-/* 3x3 convolutions of at most 16 input channels on DSP cores (Helium ones too: for half a word per tap this
- * beats four words per vector step), in chunks of up to 16 output channels (8 pair-words, 72 weight words,
+/* 3x3 convolutions of at most 16 input channels on DSP cores (Helium ones too, counting with vectors: for half a
+ * word per tap this beats four words per vector step), in chunks of up to 16 output channels (8 pair-words, 72 weight words,
  * which fit the window buffer with a strip of 18 input columns). Per output row the three input rows are
  * copied, each tap into both halves of a word, column by column into a strip with zeros outside the input, so
  * that every window, borders included, is 9 contiguous words. Windows differ only by the values compared with
@@ -900,6 +974,9 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
     uint32_t *const wb = window;
     uint32_t *const strip = window + 72;
     uint32_t sums[16];
+#if defined(__ARM_FEATURE_MVE)
+    uint16_t lanes[16];
+#endif
     int c0, oy, ox0, i, r, c;
     for (c0 = 0; c0 < cout; c0 += 16) {
         const int m = cout - c0 < 16 ? cout - c0 : 16;
@@ -910,12 +987,25 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
         int kind_ky0 = -1, kind_ky1 = -1;
         /* the order read by irnet_h3_bits: pair-word pairs, then the kernel columns (one load of three
          * activation words each), then the two pair-words, then the kernel rows */
+#if defined(__ARM_FEATURE_MVE)
+        for (i = 0; i < 72; ++i) {
+            const int p = i % 8, ky = (i / 8) % 3, kx = i / 24;
+            const int lo = c0 + p, hi = c0 + p + pairs;
+            wb[i] = (p < pairs && p < m ? weight[lo * 9 + ky * 3 + kx] : 0u)
+                | (p < pairs && p + pairs < m ? weight[hi * 9 + ky * 3 + kx] : 0u) << 16;
+        }
+        for (i = 0; i < 16; ++i) { /* lane i: pair-word i / 2, its low half (even i) or high half */
+            const int p = i / 2, j = p + (i & 1) * pairs;
+            lanes[i] = (uint16_t)(p < pairs && j < m ? 1u << j : 0u);
+        }
+#else
         for (i = 0; i < 9 * pairs; ++i) {
             const int ky = i % 3, p = (i / 18) * 2 + (i / 3) % 2, kx = (i / 6) % 3;
             const int lo = c0 + p, hi = c0 + p + pairs;
             wb[i] = (p < m ? weight[lo * 9 + ky * 3 + kx] : 0u)
                 | (p + pairs < m ? weight[hi * 9 + ky * 3 + kx] : 0u) << 16;
         }
+#endif
         for (oy = 0; oy < ho; ++oy) {
             const int iy0 = oy * stride - pad;
             const int ky0 = iy0 < 0 ? -iy0 : 0;
@@ -970,9 +1060,13 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
                     const uint32_t *x = strip + 3 * stride * i;
                     const int pixel = oy * wo + ox0 + i;
                     if (out_bits != 0) {
+#if defined(__ARM_FEATURE_MVE)
+                        const uint32_t bits = irnet_h3_mve_bits(x, wb, v, pairs, lanes);
+#else
                         const uint32_t word = irnet_h3_bits(x, wb, v, pairs);
                         const uint32_t bits = (word >> (16 - pairs) & ((1u << pairs) - 1u))
                             | (word >> (32 - pairs)) << pairs;
+#endif
                         if (fused) {
                             irnet_cm_fused_bits(fuse, oy, ox0 + i, wo, c0, m, out_words, bits, out_bits);
                         } else {
@@ -980,7 +1074,11 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
                             *o = c0 & 16 ? *o | bits << 16 : bits;
                         }
                     } else {
+#if defined(__ARM_FEATURE_MVE)
+                        irnet_h3_mve_sums(x, wb, v, pairs, sums);
+#else
                         irnet_h3_sums(x, wb, v, pairs, sums);
+#endif
                         irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, obase + pixel * ostride);
                         if (fused) {
                             irnet_cm_fused_f32(fuse, oy, ox0 + i, wo, c0, m, cout, fvals, out_f32);
@@ -1462,7 +1560,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
     const float *in, uint32_t *out_bits, float *out_f32, const int any)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
-    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act, top = -prm->rows_above;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
     const irnet_fusion *fuse = &prm->fuse;
@@ -1487,7 +1585,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
 #endif
     for (oy = 0; oy < ho; ++oy) {
         const int iy0 = oy * stride - pad;
-        const int ky0 = iy0 < 0 ? -iy0 : 0;
+        const int ky0 = iy0 < top ? top - iy0 : 0;
         const int ky1 = iy0 + k > h ? h - iy0 : k;
         for (ox = 0; ox < wo; ++ox) {
             const int ix0 = ox * stride - pad;
