@@ -272,10 +272,11 @@ class CompiledModel:
 
     @property
     def weight_bytes(self) -> int:
-        """Bytes of constants (bit-packed weights, thresholds, folded transforms) the generated C keeps in flash."""
+        """Bytes of constants (bit-packed weights, thresholds, folded transforms, the normalisation table) the
+        generated C keeps in flash: those of the fused ops it runs (every target fuses the same constants)."""
         from .ir import ops
 
-        return ops.weight_bytes(self.graph)
+        return ops.weight_bytes(self.plan().graph)
 
     # --- inputs ---------------------------------------------------------------------------------------------
 
@@ -314,9 +315,10 @@ class CompiledModel:
 
     def summary(self) -> str:
         """The per-layer table of ``irnet-edge summary``: output shapes, binary and full-precision parameters,
-        bytes as deployed, binary and float MACs, totals. The bytes are the exported graph's constants as codegen
-        stores them (their total is ``save``'s manifest "weight_bytes"): each op's go to its main layer, of the
-        layers it implements the one with the most parameters (a conv's, not the BatchNorm folded into it).
+        bytes as deployed, binary and float MACs, totals. The bytes are the constants of the fused ops the C runs
+        as codegen stores them (their total is ``save``'s manifest "weight_bytes"): each op's go to its main layer,
+        of the layers it implements the one with the most parameters (a conv's, not the BatchNorm folded into it,
+        nor the input normalisation whose table the stem reads).
 
         Raises IrnetEdgeError for an op with constants whose source names no layer of the model."""
         from .ir import ops
@@ -328,7 +330,7 @@ class CompiledModel:
         by_name = {row.name: row for row in rows}
         for row in rows:
             row.deployed_bytes = 0
-        for op in self.graph.ops:
+        for op in self.plan().graph.ops:
             nbytes = ops.get(op.kind).const_bytes(op)
             layers = [by_name[path] for path in ops.source_layers(op) if path in by_name]
             if nbytes and not layers:

@@ -1,6 +1,7 @@
 """Fused convolution outputs (irnet_fusion: residual add in place or not, sign output, tiling max-pool) against the
 unfused sequence of portable kernels (conv -> irnet_add -> irnet_sign_pack; conv -> irnet_maxpool_f32 /
-irnet_maxpool_bits), bit for bit: the portable kernels on the host under gcc and clang, and irnet_bconv_cm /
+irnet_maxpool_bits), and float convolutions over uint8 pixels with the input normalisation fused (irnet_conv_f32_u8,
+bands of any number of rows, around each kernel under test) against the normalised map's, bit for bit: the portable kernels on the host under gcc and clang, and irnet_bconv_cm /
 irnet_conv_f32_cm on emulated Cortex-M cores (v6-M, the DSP assembly, Helium) in firmware built from the project's own
 board files. One C driver loops over the whole grid (channels 1 to 65 in and out, kernels 1, 3, 5, strides 1 and 2,
 zero and +1 padding, pools 2 and 3, three activations, +-0 and ties) and the zoo models' layers."""
@@ -45,7 +46,10 @@ void SysTick_Handler(void)
 #define MAXF 10000 /* floats of a map */
 #define MAXW 12000 /* float weights */
 
-static float in_f[MAXF], wf[MAXW], wf_t[MAXW], mult[320], add[320], res[MAXF];
+#define NORM_CHANNELS 65 /* inputs of up to this many channels are also tried as uint8 pixels */
+static float in_f[MAXF], wf[MAXW], wf_t[MAXW], mult[320], add[320], res[MAXF], norm[NORM_CHANNELS * 256];
+static float band[MAXF];
+static uint8_t pixels_u8[MAXF];
 static float ref_f[MAXF], got_f[MAXF], tmp_f[MAXF];
 static uint32_t in_b[MAXF / 8], wb[8192], ref_b[MAXF / 8], got_b[MAXF / 8], tmp_b[MAXF / 8];
 static uint32_t ref_s[MAXF / 8], got_s[MAXF / 8];
@@ -150,7 +154,8 @@ static void run(int kind, int cin, int cout, int k, int stride, int pad, int pad
     irnet_fusion fz;
     irnet_bconv_params bp;
     irnet_conv_f32_params cp;
-    int i;
+    irnet_conv_f32_u8_params up;
+    int i, variant;
     if (ho < 1 || wo < 1 || (bits_out && mode >= 1 && mode <= 5) || h * w * cin > MAXF || ho * wo * cout > MAXF) {
         return;
     }
@@ -218,22 +223,44 @@ static void run(int kind, int cin, int cout, int k, int stride, int pad, int pad
         irnet_sign_pack(ref_f, ho * wo, cout, ref_s);
     }
 
-    /* the fused call */
-    if (kind < 2) {
-        bp.fuse = fz;
-        FUSED_BCONV(&bp, in_b, bits_out ? got_b : 0, bits_out ? 0 : got_f);
-    } else {
+    /* the fused call; for float convolutions also over the uint8 pixels, normalisation fused (variant 1), in bands
+     * of a random number of rows (a multiple of the pool) */
+    for (variant = 0; variant < (kind < 2 || cin > NORM_CHANNELS ? 1 : 2); ++variant) {
+        if (variant == 1) {
+            const int unit = pool ? pool : 1;
+            memset(got_f, 0xA5, sizeof got_f);
+            memset(got_b, 0xA5, sizeof got_b);
+            memset(got_s, 0x5A, sizeof got_s);
+            if (mode == 2 || mode == 4) {
+                memcpy(got_f, res, (size_t)(ho * wo * cout) * sizeof(float));
+            }
+            memset(&up, 0, sizeof up);
+            up.conv = cp;
+            up.norm = norm;
+            up.rows = unit * (1 + (int)(rnd() % (uint32_t)(ho / unit)));
+            up.band = band;
+            up.kernel = FUSED_CONV;
+        }
+        if (kind < 2) {
+            bp.fuse = fz;
+            FUSED_BCONV(&bp, in_b, bits_out ? got_b : 0, bits_out ? 0 : got_f);
+        } else if (variant == 0) {
 #if defined(CM_WEIGHTS)
-        cp.weight = wf_t;
+            cp.weight = wf_t;
 #endif
-        cp.fuse = fz;
-        FUSED_CONV(&cp, in_f, bits_out ? got_b : 0, bits_out ? 0 : got_f);
-    }
-    ++cases;
-    if (bits_out ? memcmp(ref_b, got_b, nb) != 0 : memcmp(ref_f, got_f, nf) != 0) {
-        report("output", kind, cin, cout, k, stride, pad, pad_one, h, w, mode, act);
-    } else if (fz.sign != 0 && memcmp(ref_s, got_s, nb) != 0) {
-        report("sign", kind, cin, cout, k, stride, pad, pad_one, h, w, mode, act);
+            cp.fuse = fz;
+            FUSED_CONV(&cp, in_f, bits_out ? got_b : 0, bits_out ? 0 : got_f);
+        } else {
+            irnet_conv_f32_u8(&up, pixels_u8, bits_out ? got_b : 0, bits_out ? 0 : got_f);
+        }
+        ++cases;
+        if (bits_out ? memcmp(ref_b, got_b, nb) != 0 : memcmp(ref_f, got_f, nf) != 0) {
+            report(variant ? "output (uint8 in, normalisation fused)" : "output", kind, cin, cout, k, stride, pad,
+                   pad_one, h, w, mode, act);
+        } else if (fz.sign != 0 && memcmp(ref_s, got_s, nb) != 0) {
+            report(variant ? "sign (uint8 in, normalisation fused)" : "sign", kind, cin, cout, k, stride, pad,
+                   pad_one, h, w, mode, act);
+        }
     }
 }
 
@@ -252,8 +279,13 @@ static void fill(int cin, int cout, int k, int h, int w)
     for (i = 0; i < (cout + 31) / 32; ++i) {
         por[i] = rnd() ^ rnd() << 16;
     }
+    /* the float map is the normalisation table's values of random pixels, as irnet_conv_f32_u8 reads them */
+    for (i = 0; i < cin * 256 && cin <= NORM_CHANNELS; ++i) {
+        norm[i] = value();
+    }
     for (i = 0; i < h * w * cin; ++i) {
-        in_f[i] = value();
+        pixels_u8[i] = (uint8_t)(rnd() % 256);
+        in_f[i] = cin <= NORM_CHANNELS ? norm[(i % cin) * 256 + pixels_u8[i]] : value();
     }
     for (i = 0; i < cout * k * k * cin && i < MAXW; ++i) {
         wf[i] = value();

@@ -181,13 +181,21 @@ static int conv_case(int h, int w, int cin, int cout, int k, int s, int pad, int
     float *in = malloc(4u * (size_t)(h * w * cin)), *wp = malloc(4u * (size_t)(cout * k * k * cin));
     float *wn = malloc(4u * (size_t)(cout * k * k * cin)), *mult = malloc(4u * (size_t)cout);
     float *add = malloc(4u * (size_t)cout), *res = malloc(4u * (size_t)n), *y = malloc(4u * (size_t)n);
-    float *got = malloc(4u * (size_t)n);
+    float *got = malloc(4u * (size_t)n), *norm = malloc(4u * 256u * (size_t)cin);
+    float *band = malloc(4u * (size_t)(h * w * cin));
     uint32_t *gbits = malloc(4u * (size_t)(pixels * ow));
+    uint8_t *pixels_u8 = malloc((size_t)(h * w * cin));
     irnet_conv_f32_params p;
+    irnet_conv_f32_u8_params up;
     int i, co, t, c, ok;
-    char what[160];
+    char what[200];
+    /* the map is a normalisation table's values of random pixels, so that it can be given as uint8 pixels too */
+    for (i = 0; i < 256 * cin; ++i) {
+        norm[i] = value(special);
+    }
     for (i = 0; i < h * w * cin; ++i) {
-        in[i] = value(special);
+        pixels_u8[i] = (uint8_t)(next() % 256);
+        in[i] = norm[(i % cin) * 256 + pixels_u8[i]];
     }
     for (co = 0; co < cout; ++co) {
         for (t = 0; t < k * k; ++t) {
@@ -210,7 +218,16 @@ static int conv_case(int h, int w, int cin, int cout, int k, int s, int pad, int
     sprintf(what, "conv_f32 %dx%dx%d -> %d, k %d, stride %d, pad %d, act %d, residual act %d, special %d", h, w,
             cin, cout, k, s, pad, act, ract, special);
     ok = compare(y, res, pixels, cout, ract, mode, got, gbits, what);
+    /* over the uint8 pixels with the normalisation fused, in bands of any number of rows */
+    memset(&up, 0, sizeof up);
+    up.conv = p;
+    fusion(&up.conv.fuse, res, n, pixels * ow, ract, mode, got, gbits);
+    up.norm = norm, up.rows = 1 + (int)(next() % (unsigned)ho), up.band = band, up.kernel = irnet_conv_f32_neon;
+    irnet_conv_f32_u8(&up, pixels_u8, 0, got);
+    sprintf(what + strlen(what), ", uint8 in (normalisation fused), bands of %d rows", up.rows);
+    ok = compare(y, res, pixels, cout, ract, mode, got, gbits, what) && ok;
     free(in), free(wp), free(wn), free(mult), free(add), free(res), free(y), free(got), free(gbits);
+    free(norm), free(band), free(pixels_u8);
     return ok;
 }
 
@@ -280,7 +297,8 @@ BUILDS = [("gcc", "aarch64", True), ("clang", "aarch64", False), ("gcc", "armv7"
 
 @pytest.mark.parametrize("cc,arch,openmp", BUILDS, ids=[f"{cc}-{arch}" for cc, arch, _ in BUILDS])
 def test_fused_neon_convolutions_equal_the_unfused_portable_sequence(cc, arch, openmp, tmp_path):
-    """irnet_bconv_neon and irnet_conv_f32_neon with residual (in place and not) and sign fused: channels 1, 3,
+    """irnet_bconv_neon and irnet_conv_f32_neon with residual (in place and not) and sign fused (the float conv
+    also over uint8 pixels through irnet_conv_f32_u8, normalisation fused, in bands of random rows): channels 1, 3,
     16, 31-33, 64, 65, kernels 1, 3, 5, strides 1 and 2, no padding and k / 2 of zeros (or +1 for bconv), odd
     maps, every activation before and after the add, special values and ties at 0, ResNet-20's layers and stem,
     the scratch as generated code sets it; with OpenMP once more on 4 threads. The plain bits output of

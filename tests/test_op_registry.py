@@ -12,6 +12,7 @@ from torch import nn
 from irnet_edge.api import convert
 from irnet_edge.bench.measure import macs
 from irnet_edge.codegen import get_target, render
+from irnet_edge.codegen.schedule import schedule
 from irnet_edge.errors import IrnetEdgeError
 from irnet_edge.ir import export, ops, reference
 from irnet_edge.ir.baseline import float_baseline
@@ -64,7 +65,7 @@ def test_every_kind_has_every_piece():
         assert definition.kind == kind
         for piece in (definition.reference, definition.macs, definition.const_bytes, definition.baseline):
             assert callable(piece), (kind, piece)
-        for call in (definition.c, definition.windowed):
+        for call in (definition.c, definition.windowed, definition.normalized):
             if call is None:
                 continue
             assert f" irnet_{call.function}(" in header, (kind, call.function)
@@ -126,6 +127,27 @@ def test_fused_ops_render_their_fusion_and_count_computed_outputs(graphs):
                      r"\.fuse\.sign = &net_arena\[\d+\]\.u\};", text)
     unfused = render(replace(graphs["vgg_small"], unfused=True), get_target("host"), "net", SHA)[0]["src/net.c"]
     assert ".fuse" not in unfused  # a graph run op by op (the float32 baseline) keeps the C it had
+
+
+@pytest.mark.parametrize("target,kernel", [("host", "irnet_conv_f32"), ("cortex-m", "irnet_conv_f32_cm"),
+                                           ("cortex-a", "irnet_conv_f32_neon")])
+def test_the_stem_reads_the_pixels_through_the_normalisation_table(graphs, target, kernel):
+    """The input normalisation fused into the stem: no normalize op or normalised map; the stem calls
+    irnet_conv_f32_u8 on the caller's input with the table, a band in the arena and the target's own kernel."""
+    planned = schedule(graphs["resnet20"], get_target(target))
+    stem = planned.graph.ops[0]
+    assert [op.kind for op in planned.graph.ops].count("normalize") == 0
+    assert stem.kind == "conv_f32" and stem.inputs == ["input"] and stem.consts["norm"].shape == (3, 256)
+    assert stem.attrs["norm_rows"] == 8 and planned.scratch[0] == 10 * 32 * 3 * 4
+    text = render(graphs["resnet20"], get_target(target), "net", SHA)[0]["src/net.c"]
+    assert "irnet_normalize(" not in text
+    assert re.search(r"irnet_conv_f32_u8\(&net_op0, input, 0, &net_arena\[\d+\]\.f\);", text)
+    line = next(t for t in text.splitlines() if " net_op0 = " in t)
+    assert re.search(rf"\.norm = net_{stem.name}_norm, \.rows = 8, \.band = &net_arena\[\d+\]\.f, "
+                     rf"\.kernel = {kernel}, \.conv\.fuse\.sign = ", line), line
+    table = reference.normalize_table(graphs["resnet20"].ops[0])
+    pixels = torch.arange(256, dtype=torch.uint8)[None, None, :, None].expand(1, 1, 256, 3)
+    assert torch.equal(torch.from_numpy(table).T[None, None], reference.normalize(pixels, graphs["resnet20"].ops[0]))
 
 
 def test_the_baseline_is_unfused_and_refuses_a_fused_graph(graphs):

@@ -81,7 +81,12 @@ def bconv_neon_scratch_bytes(h: int, w: int, cin: int, cout: int, k: int, stride
 
 
 def op_scratch(graph: Graph, op: Op, kernel: str) -> int:
-    """The scratch bytes op needs when kernel (the target's function family, e.g. "bconv_neon") runs it."""
+    """The scratch bytes op needs when kernel (the target's function family, e.g. "bconv_neon") runs it: a
+    normalisation-fused conv's band (irnet_conv_f32_u8_params: ((rows - 1) * stride + k) * w * cin floats, at
+    most the whole map), irnet_bconv_neon's scratch."""
+    if "norm" in op.consts:
+        src, k, stride = graph.tensor(op.inputs[0]), op.attrs["k"], op.attrs["stride"]
+        return min((op.attrs["norm_rows"] - 1) * stride + k, src.height) * src.width * src.channels * 4
     if kernel != "bconv_neon":
         return 0
     src, out = graph.tensor(op.inputs[0]), graph.tensor(op.output)

@@ -156,19 +156,22 @@ def c_string(text: str) -> str:
 FILTERS = {"c_comment": c_comment, "c_string": c_string, "line_comment": line_comment}
 
 
-def _present(op: Op, spec: str) -> bool:
+def _present(op: Op, spec: str, scratch) -> bool:
     """Whether op has the value a fused field names (ir/ops.py's value specs)."""
     if spec == "in1":
         return len(op.inputs) > 1
     if spec == "sign":
         return bool(op.sign)
+    if spec in ("scratch", "scratch_f32"):
+        return scratch is not None
     source, _, name = spec.partition(":")
     return name in (op.consts if source == "c" else op.attrs)
 
 
-def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict, scratch: str = "") -> dict:
+def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: dict, scratch=None) -> dict:
     """The op's parameter struct (C initializer) and its call, as text, from its registered CCall (ir/ops.py);
-    scratch: the pointer to the op's scratch in the arena, where its kernel takes one (irnet_bconv_neon).
+    scratch: view ("u" or "f") -> the pointer to the op's scratch in the arena, where its kernel takes one
+    (irnet_bconv_neon, irnet_conv_f32_u8), else None.
     Raises IrnetEdgeError for an unregistered kind, or a params pointer that is not an address constant."""
     definition = ops.get(op.kind)
     c = definition.call(op)
@@ -186,7 +189,11 @@ def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: di
             return pointer(op.output, view[out.kind]) if out.kind == spec[4:] else "0"
         if spec == "sign":
             return pointer(op.sign, "u")
+        if spec in ("scratch", "scratch_f32"):
+            return scratch("f" if spec == "scratch_f32" else "u")
         source, _, name = spec.partition(":")
+        if source == "kernel":
+            return f"irnet_{kernels.get(name, name)}"
         if source == "a":
             return int(op.attrs[name])
         if source == "act":
@@ -197,10 +204,8 @@ def _op_code(graph: Graph, op: Op, index: int, prefix: str, pointer, kernels: di
     args = [str(value(spec)) for spec in c.args]
     params = None
     if c.struct:
-        fields = [*c.fields, *((member, spec) for member, spec in c.fused if _present(op, spec))]
+        fields = [*c.fields, *((member, spec) for member, spec in c.fused if _present(op, spec, scratch))]
         values = [f".{member} = {value(spec)}" for member, spec in fields]
-        if scratch:
-            values.insert(len(c.fields), f".scratch = {scratch}")
         for text in values:
             if text.endswith((" = input", " = logits")):  # the caller's buffers: no static initializer holds them
                 raise IrnetEdgeError(f"op {op.name} ({op.kind}) needs the model's input or output in its "
@@ -283,7 +288,8 @@ def render(graph: Graph, target: Target, prefix: str, checkpoint_sha256: str,
         "input": inp, "num_classes": graph.num_classes,
         "arena_bytes": arena, "arena_cells": max(arena // 4, 1), "const_bytes": const_bytes,
         "arrays": arrays,
-        "ops": [_op_code(graph, op, i, prefix, pointer, kernels, pointer(scratch_name(i), "u") if scratch[i] else "")
+        "ops": [_op_code(graph, op, i, prefix, pointer, kernels,
+                         (lambda view, i=i: pointer(scratch_name(i), view)) if scratch[i] else None)
                 for i, op in enumerate(graph.ops)],
         "selftest": {"input": format_array(selftest_input.reshape(-1)),
                      "logits": format_array(expected.astype(np.float32).view(np.uint32)),

@@ -36,7 +36,7 @@ TARGETS = {t.name: t for t in (
            kernels=(("bconv", "bconv_cm"), ("conv_f32", "conv_f32_cm")), channels_last=(("conv_f32", "weight"),),
            options=("board", "cpu"), needs=("board",),
            # a bits max-pool costs 0.6-5% more fused in the Cortex-M kernels than as its own op (its map is small)
-           fusions=("pool", "residual", "sign")),
+           fusions=("pool", "residual", "sign", "norm")),
     Target("cortex-a", (("model", "src"), ("host", ""), *INTEGRATION),
            "the model with NEON kernels for Linux on aarch64 or armv7, with the runner and a Makefile that "
            "cross-compiles or builds on the board",
@@ -45,7 +45,7 @@ TARGETS = {t.name: t for t in (
            channels_last=(("conv_f32", "weight"),), options=("isa",), needs=("isa",),
            # the NEON binary conv shares blocks of pixels among threads, so one window's pixels may be on two:
            # a pool fused there would run the portable kernel
-           fusions=("residual", "sign")),
+           fusions=("residual", "sign", "norm")),
 )}
 
 

@@ -9,13 +9,18 @@ The exporter's graph is the oracle; a target's C runs the fused graph, and the r
   activation, and runs where the add ran (after the shortcut is computed); its output may then reuse the
   shortcut's memory (the planner decides);
 - sign: a conv with float output (with or without a fused residual) whose output is packed by a sign_pack also
-  writes those bits.
+  writes those bits;
+- norm: a float conv whose input is the normalised map and its only reader reads the uint8 pixels instead,
+  through a table of the normalised value of each pixel value and channel (the same floats the normalize op
+  computes), band by band of `norm_rows` output rows (irnet_conv_f32_u8): the normalised map is never stored.
 """
 from dataclasses import replace
 
+from . import reference
 from .graph import Graph, Op
 
-FUSIONS = ("pool", "pool_bits", "residual", "sign")
+FUSIONS = ("pool", "pool_bits", "residual", "sign", "norm")
+BAND_ROWS = 8  # output rows per band of a normalisation-fused conv (rounded up to its fused pool)
 _CONVS = ("conv_f32", "bconv")
 
 
@@ -88,6 +93,25 @@ def _fuse_signs(graph: Graph) -> list[Op]:
     return [op for op in ops if op is not None]
 
 
+def _fuse_norms(graph: Graph) -> list[Op]:
+    consumers, ops = graph.consumers(), list(graph.ops)
+    for index, op in enumerate(graph.ops):
+        users = consumers.get(op.output, [])
+        if op.kind != "normalize" or len(users) != 1 or op.output == graph.output:
+            continue
+        conv = graph.ops[users[0]]
+        if conv.kind != "conv_f32" or conv.inputs != [op.output] or "norm" in conv.consts:
+            continue
+        pool = int(conv.attrs.get("pool", 1))
+        computed_rows = graph.tensor(conv.output).height * pool
+        rows = min(computed_rows, -(-BAND_ROWS // pool) * pool)
+        ops[users[0]] = replace(conv, inputs=list(op.inputs), attrs={**conv.attrs, "norm_rows": rows},
+                                consts={**conv.consts, "norm": reference.normalize_table(op)},
+                                source=_joined(op.source, conv.source))
+        ops[index] = None
+    return [op for op in ops if op is not None]
+
+
 def fuse(graph: Graph, fusions: tuple[str, ...] = FUSIONS) -> Graph:
     """The graph with the named fusions applied (any of FUSIONS, in that order); the same tensors, fewer ops.
     Applying it to a fused graph changes nothing."""
@@ -95,7 +119,7 @@ def fuse(graph: Graph, fusions: tuple[str, ...] = FUSIONS) -> Graph:
     pools = tuple(kind for name, kind in (("pool", "maxpool_f32"), ("pool_bits", "maxpool_bits")) if name in fusions)
     if pools:
         out = replace(out, ops=_fuse_pools(out, pools))
-    for name, rewrite in (("residual", _fuse_residuals), ("sign", _fuse_signs)):
+    for name, rewrite in (("residual", _fuse_residuals), ("sign", _fuse_signs), ("norm", _fuse_norms)):
         if name in fusions:
             out = replace(out, ops=rewrite(out))
     used = {graph.input, out.output} | {n for op in out.ops for n in (*op.inputs, op.output, op.sign) if n}
@@ -104,8 +128,8 @@ def fuse(graph: Graph, fusions: tuple[str, ...] = FUSIONS) -> Graph:
 
 
 def fused_parts(op: Op) -> list[str]:
-    """What op fuses, in words ("pool 2", "residual add", "sign"); empty for an op as exported."""
-    return ([f"pool {op.attrs['pool']}"] if "pool" in op.attrs else []) + (
+    """What op fuses, in words ("normalize", "pool 2", "residual add", "sign"); empty for an op as exported."""
+    return (["normalize"] if "norm" in op.consts else []) + ([f"pool {op.attrs['pool']}"] if "pool" in op.attrs else []) + (
         ["residual add"] if "residual_act" in op.attrs else []) + (["sign"] if op.sign else [])
 
 

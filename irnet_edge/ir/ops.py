@@ -13,7 +13,10 @@ Value specs, used by `CCall.fields` and `CCall.args` (render.py turns them into 
   - "c:NAME": the constant NAME's symbol (absent: a null pointer);
   - "in", "in1": a pointer to input 0 or 1 (float view for f32 tensors, uint32 for bits and u8);
   - "out_bits", "out_f32": a pointer to the output where it has that kind, else a null pointer;
-  - "sign": a pointer to the op's sign output (`Op.sign`, uint32 view).
+  - "sign": a pointer to the op's sign output (`Op.sign`, uint32 view);
+  - "scratch", "scratch_f32": a pointer to the op's scratch in the arena (uint32 or float view), present where
+    the op's kernel takes scratch (codegen/planner.py, op_scratch);
+  - "kernel:FAMILY": the target's kernel function for that function family, as a function pointer.
 """
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +54,8 @@ class OpDef:
     """One op kind.
 
     reference: (input tensors, op) -> output tensor, the deployed arithmetic in PyTorch (batched, pixel-major).
-    c: the C call; windowed: the call instead where a max-pool's windows overlap or pad (None: c always).
+    c: the C call; windowed: the call instead where a max-pool's windows overlap or pad; normalized: the call
+    instead where the input normalisation is fused into the op (constant "norm"); None: c always.
     macs: (graph, op) -> (binary, float) multiply-accumulates, nominal (every tap of every computed output).
     const_bytes: op -> bytes of its constants as stored in flash.
     baseline: (op, graph) -> the op of the float32 baseline (ir/baseline.py); identity for float ops.
@@ -64,9 +68,13 @@ class OpDef:
     const_bytes: Callable[[Op], int]
     baseline: Callable[[Op, Graph], Op]
     windowed: CCall | None = None
+    normalized: CCall | None = None
 
     def call(self, op: Op) -> CCall:
-        """The C call of op: the windowed one where op's windows overlap or pad, else c."""
+        """The C call of op: the normalized one where op reads uint8 pixels through the normalisation table, the
+        windowed one where op's windows overlap or pad, else c."""
+        if self.normalized is not None and "norm" in op.consts:
+            return self.normalized
         if self.windowed is None:
             return self.c
         k = op.attrs["k"]
@@ -142,8 +150,15 @@ _AFFINE = (("mult", "c:mult"), ("add", "c:add"), ("act", "act:act"))
 
 
 def _define(kind: str, reference_fn: Reference, c: CCall, macs=_no_macs, rewrite=_same_op,
-            windowed: CCall | None = None) -> OpDef:
-    return OpDef(kind, reference_fn, c, macs, _stored_bytes, rewrite, windowed)
+            windowed: CCall | None = None, normalized: CCall | None = None) -> OpDef:
+    return OpDef(kind, reference_fn, c, macs, _stored_bytes, rewrite, windowed, normalized)
+
+
+def _member_of(struct: str, fields: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((f"{struct}.{member}", spec) for member, spec in fields)
+
+
+_CONV_F32 = (*_CONV, ("ho", "ho"), ("wo", "wo"), ("weight", "c:weight"), *_AFFINE)
 
 
 _DEFS = (
@@ -152,14 +167,17 @@ _DEFS = (
                   (("pixels", "pixels"), ("channels", "channels"), ("mean", "c:mean"), ("std", "c:std")),
                   args=("in", "out_f32"))),
     _define("conv_f32", lambda ins, op: reference.conv_f32(ins[0], op),
-            CCall("conv_f32", "irnet_conv_f32_params",
-                  (*_CONV, ("ho", "ho"), ("wo", "wo"), ("weight", "c:weight"), *_AFFINE), _FUSION,
-                  ("in", "out_bits", "out_f32")),
-            _conv_macs, baseline.conv_f32_to_float),
+            CCall("conv_f32", "irnet_conv_f32_params", _CONV_F32, _FUSION, ("in", "out_bits", "out_f32")),
+            _conv_macs, baseline.conv_f32_to_float,
+            normalized=CCall("conv_f32_u8", "irnet_conv_f32_u8_params",
+                             (*_member_of("conv", _CONV_F32), ("norm", "c:norm"), ("rows", "a:norm_rows"),
+                              ("band", "scratch_f32"), ("kernel", "kernel:conv_f32")),
+                             _member_of("conv", _FUSION), ("in", "out_bits", "out_f32"))),
     _define("bconv", lambda ins, op: reference.bconv(ins[0], op),
             CCall("bconv", "irnet_bconv_params",
                   (*_CONV, ("pad_one", "a:pad_one"), ("ho", "ho"), ("wo", "wo"), ("weight", "c:weight"),
-                   ("threshold", "c:threshold"), *_AFFINE), _FUSION, ("in", "out_bits", "out_f32")),
+                   ("threshold", "c:threshold"), *_AFFINE), (("scratch", "scratch"), *_FUSION),
+                  ("in", "out_bits", "out_f32")),
             _conv_macs, baseline.bconv_to_float),
     _define("sign_pack", lambda ins, op: ins[0] < 0,
             CCall("sign_pack", args=("in", "pixels", "channels", "out_bits")), rewrite=baseline.sign_pack_to_float),

@@ -168,6 +168,24 @@ def normalize(x: torch.Tensor, op: Op) -> torch.Tensor:
     return v / _full(op.consts["std"], v.shape)
 
 
+def normalize_table(op: Op) -> np.ndarray:
+    """The normalize op's output for every pixel value, float32 (channels, 256): [c][v] is channel c's value of
+    pixel value v, computed by normalize itself (a normalisation-fused conv reads its input through it)."""
+    channels = op.consts["mean"].shape[0]
+    values = torch.arange(256, dtype=torch.uint8)[None, None, :, None].expand(1, 1, 256, channels)
+    return np.ascontiguousarray(normalize(values, op)[0, 0].T.numpy().astype(np.float32))
+
+
+def prefusion(ins: list[torch.Tensor], op: Op) -> list[torch.Tensor]:
+    """The inputs op's own arithmetic reads: a normalisation-fused conv (constant "norm", docs/arithmetic.md
+    "Fused ops") looks its uint8 input up in the table, giving the normalised map; other ops' inputs as given."""
+    if "norm" not in op.consts:
+        return ins
+    table = torch.from_numpy(op.consts["norm"])
+    pixels = ins[0].long()
+    return [table[torch.arange(table.shape[0]).expand_as(pixels), pixels], *ins[1:]]
+
+
 def fusion(y: torch.Tensor, ins: list[torch.Tensor], op: Op) -> torch.Tensor:
     """What a conv fuses into its output y (docs/arithmetic.md, "Fused ops"), in this order: the residual add
     and its activation, then the tiling max-pool. y: the conv's own output over all its positions; a fused pool
@@ -191,7 +209,7 @@ def run(graph: Graph, inputs: torch.Tensor, keep_all: bool = False) -> dict[str,
             remaining[name] = remaining.get(name, 0) + 1
     for op in graph.ops:
         ins = [values[n] for n in op.inputs]
-        values[op.output] = fusion(ops.get(op.kind).reference(ins, op), ins, op)
+        values[op.output] = fusion(ops.get(op.kind).reference(prefusion(ins, op), op), ins, op)
         if op.sign:  # a fused sign_pack
             values[op.sign] = values[op.output] < 0
         if not keep_all:

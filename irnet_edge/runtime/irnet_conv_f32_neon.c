@@ -215,7 +215,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_pixel(const irn
     const int pad = prm->pad, act = prm->act;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int iy0 = oy * stride - pad;
-    const int ky0 = iy0 < 0 ? -iy0 : 0;
+    const int ky0 = iy0 < -prm->rows_above ? -prm->rows_above - iy0 : 0;
     const int ky1 = iy0 + k > h ? h - iy0 : k;
     const int ix0 = ox * stride - pad;
     const int kx0 = ix0 < 0 ? -ix0 : 0;
@@ -357,7 +357,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_one_body(const 
     const long pixel = (long)oy * prm->wo + ox;
     const int h = prm->h, w = prm->w, cin = prm->cin, k = prm->k, stride = prm->stride, pad = prm->pad;
     const int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
-    const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = iy0 + k > h ? h - iy0 : k;
+    const int ky0 = iy0 < -prm->rows_above ? -prm->rows_above - iy0 : 0, ky1 = iy0 + k > h ? h - iy0 : k;
     const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > w ? w - ix0 : k;
     const long last = ((long)(iy0 + ky1 - 1) * w + ix0 + kx1 - 1) * cin; /* its last tap */
     int co = 0;
@@ -404,7 +404,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_row_blocked(con
     const long in_floats = (long)h * w * cin;
     const int reach = (cin - 1) / 4 * 4 + 4;
     const int iy0 = oy * stride - pad;
-    const int ky0 = iy0 < 0 ? -iy0 : 0;
+    const int ky0 = iy0 < -prm->rows_above ? -prm->rows_above - iy0 : 0;
     const int ky1 = iy0 + k > h ? h - iy0 : k;
     int ox = 0;
     for (; ox < ox_lo && ox < wo; ++ox) {
@@ -480,7 +480,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_rows(const irne
 #endif
     for (oy = 0; oy < ho; ++oy) {
         const int iy0 = oy * stride - pad;
-        const int ky0 = iy0 < 0 ? -iy0 : 0;
+        const int ky0 = iy0 < -prm->rows_above ? -prm->rows_above - iy0 : 0;
         const int ky1 = iy0 + k > h ? h - iy0 : k;
         int ox, co, ky, kx, ci;
 #if defined(__aarch64__)

@@ -61,7 +61,7 @@ static void irnet_fused_word(const irnet_fusion *f, int pixel, int first, int in
 void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t *out_bits, float *out_f32)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
-    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act;
+    const int pad = prm->pad, ho = prm->ho, wo = prm->wo, act = prm->act, top = -prm->rows_above;
     const float *weight = prm->weight, *mult = prm->mult, *add = prm->add;
     const int out_words = (cout + 31) / 32;
     /* The kernel's own copy: read through prm, which the output stores may alias, the fused ops' parameters would
@@ -73,6 +73,9 @@ void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t 
     const int fused = fuse->residual != 0 || fuse->pool != 0;
     int oy, ox, co, ky, kx, ci;
     for (oy = 0; oy < ho; ++oy) {
+        /* the window's rows in the map: ky0 <= ky < ky1 (rows above top and from h on are padding) */
+        const int iy0 = oy * stride - pad;
+        const int ky0 = iy0 < top ? top - iy0 : 0, ky1 = iy0 + k > h ? h - iy0 : k;
         for (ox = 0; ox < wo; ++ox) {
             uint32_t word = 0;
             int first = 1;
@@ -80,11 +83,8 @@ void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t 
             for (co = 0; co < cout; ++co) {
                 float acc = 0.0f;
                 float y;
-                for (ky = 0; ky < k; ++ky) {
-                    const int iy = oy * stride - pad + ky;
-                    if (iy < 0 || iy >= h) {
-                        continue;
-                    }
+                for (ky = ky0; ky < ky1; ++ky) {
+                    const int iy = iy0 + ky;
                     for (kx = 0; kx < k; ++kx) {
                         const int ix = ox * stride - pad + kx;
                         const float *xt;
@@ -133,6 +133,58 @@ void irnet_conv_f32(const irnet_conv_f32_params *prm, const float *in, uint32_t 
     }
     if (out_bits == 0 && fz.sign != 0) {
         irnet_sign_pack(out_f32, ho * wo, cout, fz.sign);
+    }
+}
+
+void irnet_conv_f32_u8(const irnet_conv_f32_u8_params *prm, const uint8_t *in, uint32_t *out_bits, float *out_f32)
+{
+    const irnet_conv_f32_params *conv = &prm->conv;
+    const int h = conv->h, w = conv->w, cin = conv->cin, k = conv->k, stride = conv->stride, pad = conv->pad;
+    const int ho = conv->ho, wo = conv->wo, cout = conv->cout, rows = prm->rows;
+    const int pool = conv->fuse.pool != 0 ? conv->fuse.pool : 1;
+    const int out_words = (cout + 31) / 32, row_len = w * cin;
+    const float *norm = prm->norm;
+    irnet_conv_f32_params part = *conv;
+    int oy;
+    for (oy = 0; oy < ho; oy += rows) {
+        const int n = ho - oy < rows ? ho - oy : rows;
+        /* the map's rows the band's windows read: from top (>= 0) to bottom (exclusive, <= h) */
+        const int top = oy * stride - pad < 0 ? 0 : oy * stride - pad;
+        const int bottom = (oy + n - 1) * stride - pad + k > h ? h : (oy + n - 1) * stride - pad + k;
+        const int at = (oy / pool) * (wo / pool); /* the band's first output pixel, pooled where a pool is fused */
+        const uint8_t *src = in + top * row_len;
+        const int count = (bottom - top) * row_len;
+        float *band = prm->band;
+        int i, c;
+        if (cin == 1) { /* grey and RGB images: no loop over channels */
+            for (i = 0; i < count; ++i) {
+                band[i] = norm[src[i]];
+            }
+        } else if (cin == 3) {
+            for (i = 0; i < count; i += 3) {
+                band[i] = norm[src[i]];
+                band[i + 1] = norm[256 + src[i + 1]];
+                band[i + 2] = norm[512 + src[i + 2]];
+            }
+        } else {
+            for (i = 0; i < count; i += cin) {
+                for (c = 0; c < cin; ++c) {
+                    band[i + c] = norm[c * 256 + src[i + c]];
+                }
+            }
+        }
+        /* the kernel's row 0 is the map's row oy * stride */
+        part.rows_above = oy * stride - top;
+        part.h = bottom - oy * stride;
+        part.ho = n;
+        if (conv->fuse.residual != 0) {
+            part.fuse.residual = conv->fuse.residual + oy * wo * cout;
+        }
+        if (conv->fuse.sign != 0) {
+            part.fuse.sign = conv->fuse.sign + oy * wo * out_words;
+        }
+        prm->kernel(&part, band + part.rows_above * row_len, out_bits != 0 ? out_bits + at * out_words : 0,
+                    out_f32 != 0 ? out_f32 + at * cout : 0);
     }
 }
 

@@ -60,7 +60,27 @@ typedef struct {
     const float *mult, *add;       /* [cout] */
     int act;                       /* IRNET_ACT_*, float output only */
     irnet_fusion fuse;
+    int rows_above;                /* input rows of the map stored above in (a band of a larger map, as
+                                    * irnet_conv_f32_u8 passes), read where a window reaches up to them; rows
+                                    * further up are padding. 0: every row above in is padding */
 } irnet_conv_f32_params;
+
+/* A float convolution kernel: irnet_conv_f32, irnet_conv_f32_cm or irnet_conv_f32_neon */
+typedef void (*irnet_conv_f32_kernel)(const irnet_conv_f32_params *p, const float *in, uint32_t *out_bits,
+                                      float *out_f32);
+
+/* A float convolution over uint8 pixels with the input normalisation fused into it (docs/arithmetic.md, "Fused
+ * ops"): the same bits as irnet_normalize followed by conv's kernel, without the normalised map. Band by band of
+ * `rows` output rows, the input rows the band reads are looked up in norm (normalize's exact values) into `band`,
+ * and the kernel runs on the band (its rows_above set to the band's rows above the band's first output row's
+ * window top): each output sums the same present taps in the same order as over the whole normalised map. */
+typedef struct {
+    irnet_conv_f32_params conv;    /* the convolution as over the normalised map; conv.fuse as for any kernel */
+    const float *norm;             /* [cin][256]: normalize's value of pixel value v in channel c at [c][v] */
+    int rows;                      /* output rows per band, a multiple of conv.fuse.pool where that is set */
+    float *band;                   /* scratch: ((rows - 1) * stride + k) * w * cin floats */
+    irnet_conv_f32_kernel kernel;
+} irnet_conv_f32_u8_params;
 
 /* Binary convolution: dot = sum over taps of cin - 2 * popcount(x ^ w). Bits output: bit = dot < threshold[co];
  * float output: act((float)dot * mult[co] + add[co]). */
@@ -128,6 +148,7 @@ typedef struct {
 
 void irnet_normalize(const irnet_normalize_params *p, const uint8_t *in, float *out);
 void irnet_conv_f32(const irnet_conv_f32_params *p, const float *in, uint32_t *out_bits, float *out_f32);
+void irnet_conv_f32_u8(const irnet_conv_f32_u8_params *p, const uint8_t *in, uint32_t *out_bits, float *out_f32);
 void irnet_bconv(const irnet_bconv_params *p, const uint32_t *in, uint32_t *out_bits, float *out_f32);
 void irnet_maxpool_bits(const irnet_maxpool_bits_params *p, const uint32_t *in, uint32_t *out);
 void irnet_maxpool_f32(const irnet_maxpool_f32_params *p, const float *in, float *out);
