@@ -1,10 +1,11 @@
 """Fused convolution outputs (irnet_fusion: residual add in place or not, sign output, tiling max-pool) against the
 unfused sequence of portable kernels (conv -> irnet_add -> irnet_sign_pack; conv -> irnet_maxpool_f32 /
 irnet_maxpool_bits), and float convolutions over uint8 pixels with the input normalisation fused (irnet_conv_f32_u8,
-bands of any number of rows, around each kernel under test) against the normalised map's, bit for bit: the portable kernels on the host under gcc and clang, and irnet_bconv_cm /
-irnet_conv_f32_cm on emulated Cortex-M cores (v6-M, the DSP assembly, Helium) in firmware built from the project's own
-board files. One C driver loops over the whole grid (channels 1 to 65 in and out, kernels 1, 3, 5, strides 1 and 2,
-zero and +1 padding, pools 2 and 3, three activations, +-0 and ties) and the zoo models' layers."""
+bands of any number of rows, around each kernel under test) against the normalised map's, bit for bit: the portable
+kernels on the host under gcc and clang, and irnet_bconv_cm / irnet_conv_f32_cm on emulated Cortex-M cores (v6-M, the
+DSP assembly, Helium) in firmware built from the project's own board files. One C driver loops over the whole grid
+(channels 1 to 65 in and out, kernels 1, 3, 5, strides 1 and 2, zero and +1 padding, pools 2 and 3, three activations,
++-0 and ties) and the zoo models' layers."""
 import shutil
 import subprocess
 

@@ -164,3 +164,13 @@ def test_summary_and_codegen_report_the_same_weight_bytes(arch, tmp_path):
     assert line.startswith(f"deployed weight bytes: {manifest['weight_bytes']:,} ")
     total = next(t for t in model.summary().splitlines() if t.startswith("total"))
     assert f"{manifest['weight_bytes']:,}" in total.split()
+
+
+def test_the_firmware_budget_counts_the_constants_its_c_holds(graphs):
+    """The fit check and the emulated boards' sample chunks count the fused ops' constants (the stem's table),
+    not the exported graph's."""
+    from irnet_edge.codegen.firmware import firmware_weight_bytes
+
+    manifest = render(graphs["resnet20"], get_target("cortex-m"), "net", SHA)[1]
+    assert firmware_weight_bytes(graphs["resnet20"]) == manifest["weight_bytes"]
+    assert manifest["weight_bytes"] == ops.weight_bytes(graphs["resnet20"]) - 2 * 3 * 4 + 3 * 256 * 4

@@ -129,7 +129,8 @@ def fuse(graph: Graph, fusions: tuple[str, ...] = FUSIONS) -> Graph:
 
 def fused_parts(op: Op) -> list[str]:
     """What op fuses, in words ("normalize", "pool 2", "residual add", "sign"); empty for an op as exported."""
-    return (["normalize"] if "norm" in op.consts else []) + ([f"pool {op.attrs['pool']}"] if "pool" in op.attrs else []) + (
+    return (["normalize"] if "norm" in op.consts else []) + (
+        [f"pool {op.attrs['pool']}"] if "pool" in op.attrs else []) + (
         ["residual add"] if "residual_act" in op.attrs else []) + (["sign"] if op.sign else [])
 
 

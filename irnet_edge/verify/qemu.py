@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..codegen import write_tree
-from ..codegen.firmware import Board, render_firmware, resolve_cpu, runs_on
+from ..codegen.firmware import Board, firmware_weight_bytes, render_firmware, resolve_cpu, runs_on
 from ..errors import IrnetEdgeError
-from ..ir import ops, reference
+from ..ir import reference
 from ..ir.graph import Graph
 from . import toolchain
 from .host import VerifyResult
@@ -205,7 +205,7 @@ UART_CODE_RESERVE = 48 * 1024  # the firmware's code beside weights and samples:
 
 def uart_chunk(graph: Graph, board: Board) -> int:
     """How many inputs one firmware image can embed next to the model on the board's flash."""
-    free = board.flash["length"] - ops.weight_bytes(graph) - UART_CODE_RESERVE
+    free = board.flash["length"] - firmware_weight_bytes(graph) - UART_CODE_RESERVE
     return max(1, min(1000, free // (graph.tensor(graph.input).nbytes + 1)))
 
 
