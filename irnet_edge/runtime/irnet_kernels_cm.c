@@ -5,8 +5,11 @@
  *    every channel is one straight run of XORs; other windows run row by row from the input;
  *  - two output channels share every activation load (register blocking);
  *  - on cores with the DSP extension an assembly loop over all channel pairs of a window, three words per
- *    step through a carry-save adder, making the output bits itself; elsewhere two words at a time in C
- *    (SWAR to nibble counts, the two words' nibbles added, bytes summed with a multiply);
+ *    step through a carry-save adder, making the output bits itself (for at most 128 output channels from
+ *    accumulators that start at a per-channel value, so that the sign of the count is the bit); windows cut by
+ *    the left or right border (zero padding) gather their rows of taps and read the weights across the gaps
+ *    (irnet_side_pairs, irnet_rows_pairs, GCC); elsewhere two words at a time in C (SWAR to nibble counts, the
+ *    two words' nibbles added, bytes summed with a multiply);
  *  - on Helium (Cortex-M55) four words per vector step, tail-predicated;
  *  - with the DSP extension (Helium cores too), 3x3 kernels over at most 16 input channels take their own
  *    path (irnet_bconv_h3): each tap in both halves of a word, two channels' weights per word, chunks of 16
@@ -393,6 +396,260 @@ static inline uint32_t irnet_bits_pairs(const uint32_t *x, int n, const uint32_t
     return s.word >> (32 - 2 * pairs);
 #endif
 }
+
+/* irnet_bits_pairs through the table with each accumulator starting at init[c] = -(1 + the largest popcount whose
+ * output bit is 0) (irnet_cm_inits): the bit is 1 where the accumulator ends >= 0, so the loop shifts in the
+ * sign bits and the caller inverts them, with no threshold arithmetic per channel. The word starts with a marker
+ * bit at 2 * pairs - 1, which the last channel's shift moves out into the carry: the end of the loop. */
+#define IRNET_CM_INIT_TABLE \
+        IRNET_CM_INIT_START \
+        "ldr r8, " IRNET_CM_ST(init, 8) "\n\t" \
+        "ldrd r12, lr, [r8], #8\n\t" \
+        "str r8, " IRNET_CM_ST(init, 8) "\n" \
+        "6:\n\t" \
+        "ldrd r0, r11, " IRNET_CM_ST(x, 0) "\n\t" /* x and the table index */ \
+        IRNET_CM_TABLE_RUN_AT("r11", IRNET_CM_ADD_NIBBLES) \
+        "and r4, r12, #0x80000000\n\t" \
+        "orr r3, r4, r3, lsr #1\n\t" \
+        "and r5, lr, #0x80000000\n\t" \
+        "orrs r3, r5, r3, lsr #1\n\t" /* the marker bit leaves through the carry after the last pair */ \
+        "ldrd r8, r11, " IRNET_CM_ST(init, 8) "\n\t" /* the next pair's start values (past the last too), skip */ \
+        "add r1, r1, r11\n\t" \
+        "add r2, r2, r11\n\t" \
+        "ldrd r12, lr, [r8], #8\n\t" \
+        "str r8, " IRNET_CM_ST(init, 8) "\n\t" \
+        "bcc 6b\n\t" \
+        IRNET_CM_ST_DROP(20)
+#if defined(__clang__)
+/* r3 brings the table index and r6 the marker */
+#define IRNET_CM_INIT_START IRNET_CM_ST_PUSH("r0, r3, r4, r5, r6") "mov r3, r6\n\t"
+#else
+#define IRNET_CM_INIT_START
+#endif
+
+/* Output bits of the 2 * pairs channels in bits 0 .. 2 * pairs - 1, for n = 3 * steps words (the table) */
+static inline uint32_t irnet_bits_pairs_init(const uint32_t *x, int n, const uint32_t *w, int tap_words, int pairs,
+    const int32_t *init)
+{
+    register const uint32_t *rw0 __asm__("r1") = w;
+    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
+#if defined(__clang__)
+    register const uint32_t *rx __asm__("r0") = x;
+    register uint32_t rword __asm__("r3") = (uint32_t)(IRNET_CM_STEPS - n / 3);
+    register const int32_t *rinit __asm__("r4") = init;
+    register int32_t rskip __asm__("r5") = (2 * tap_words - n) * 4;
+    register uint32_t rmark __asm__("r6") = 1u << (2 * pairs - 1);
+    __asm__ volatile(IRNET_CM_INIT_TABLE
+        : "+r"(rw0), "+r"(rw1), "+r"(rx), "+r"(rword), "+r"(rinit), "+r"(rskip), "+r"(rmark)
+        :
+        : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#else
+    register uint32_t rword __asm__("r3") = 1u << (2 * pairs - 1);
+    struct {
+        const uint32_t *x;
+        int32_t n;
+        const int32_t *init;
+        int32_t skip;
+    } s;
+    s.x = x;
+    s.n = IRNET_CM_STEPS - n / 3;
+    s.init = init;
+    s.skip = (2 * tap_words - n) * 4;
+    __asm__ volatile(IRNET_CM_INIT_TABLE
+        : "+r"(rw0), "+r"(rw1), "+r"(rword), [init] "+m"(s.init)
+        : [x] "m"(s.x), [n] "m"(s.n), [skip] "m"(s.skip)
+        : "r0", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#endif
+    return ~rword >> (32 - 2 * pairs);
+}
+#define IRNET_CM_INITS 128 /* channels of the stack array of irnet_bits_pairs_init's start values */
+
+#if !defined(__clang__)
+/* Windows cut by the left or right border (zero padding): the taps present are 'rows' runs of n words in the
+ * weights, row_words apart, gathered into x one after the other. The loop over channel pairs runs the rows in the
+ * assembly too (GCC only: its state lives in a stack struct, "m" operands). */
+#define IRNET_CM_ROWS_HEAD \
+        "6:\n\t" \
+        "ldr r0, %[x]\n\t" \
+        "mov r12, #0\n\t" \
+        "mov lr, #0\n\t" \
+        "ldr r3, %[rows]\n\t" \
+        "str r3, %[left]\n" \
+        "7:\n\t" \
+        "ldr r3, %[n]\n\t" \
+        IRNET_CM_RUN(IRNET_CM_ADD_NIBBLES) \
+        "ldr r3, %[gap]\n\t" \
+        "add r1, r1, r3\n\t" \
+        "add r2, r2, r3\n\t" \
+        "ldr r3, %[left]\n\t" \
+        "subs r3, r3, #1\n\t" \
+        "str r3, %[left]\n\t" \
+        "bne 7b\n\t"
+#define IRNET_CM_ROWS_TAIL \
+        "ldr r3, %[skip]\n\t" \
+        "add r1, r1, r3\n\t" \
+        "add r2, r2, r3\n\t" \
+        "ldr r3, %[end]\n\t" \
+        "cmp r1, r3\n\t" \
+        "blo 6b\n\t"
+struct irnet_cm_rows {
+    const uint32_t *x;
+    int32_t n, rows, left, gap, skip;
+    const uint32_t *end;
+    int32_t *pops;
+    const int32_t *threshold;
+    int32_t bits;
+    uint32_t word;
+};
+
+/* pops of 'pairs' channel pairs (as irnet_pops_pairs), or with pops null their output bits (as irnet_bits_pairs,
+ * returned in bits 0 .. 2 * pairs - 1) against thresholds counting bits_counted bits */
+static __attribute__((noinline)) uint32_t irnet_rows_pairs(const uint32_t *x, int n, int rows, int row_words,
+    const uint32_t *w, int tap_words, int pairs, int32_t *pops, const int32_t *threshold, int32_t bits_counted)
+{
+    register const uint32_t *rw0 __asm__("r1") = w;
+    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
+    struct irnet_cm_rows s;
+    s.x = x;
+    s.n = n;
+    s.rows = rows;
+    s.gap = (row_words - n) * 4;
+    s.skip = (2 * tap_words - rows * row_words) * 4;
+    s.end = w + 2 * pairs * tap_words;
+    s.pops = pops;
+    s.threshold = threshold;
+    s.bits = bits_counted;
+    s.word = 0;
+    if (pops != 0) {
+        __asm__ volatile(
+            IRNET_CM_ROWS_HEAD
+            "ldr r3, %[pops]\n\t"
+            "strd r12, lr, [r3], #8\n\t"
+            "str r3, %[pops]\n\t"
+            IRNET_CM_ROWS_TAIL
+            : "+r"(rw0), "+r"(rw1), [pops] "+m"(s.pops), [left] "+m"(s.left)
+            : [x] "m"(s.x), [n] "m"(s.n), [rows] "m"(s.rows), [gap] "m"(s.gap), [skip] "m"(s.skip),
+              [end] "m"(s.end)
+            : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+        return 0u;
+    }
+    __asm__ volatile(
+        IRNET_CM_ROWS_HEAD
+        "ldr r3, %[thr]\n\t"
+        "ldrd r4, r5, [r3], #8\n\t"
+        "str r3, %[thr]\n\t"
+        "ldr r6, %[bits]\n\t"
+        "sub r12, r6, r12, lsl #1\n\t"
+        "qsub r4, r12, r4\n\t"
+        "sub lr, r6, lr, lsl #1\n\t"
+        "qsub r5, lr, r5\n\t"
+        "ldr r3, %[word]\n\t"
+        "and r4, r4, #0x80000000\n\t"
+        "orr r3, r4, r3, lsr #1\n\t"
+        "and r5, r5, #0x80000000\n\t"
+        "orr r3, r5, r3, lsr #1\n\t"
+        "str r3, %[word]\n\t"
+        IRNET_CM_ROWS_TAIL
+        : "+r"(rw0), "+r"(rw1), [thr] "+m"(s.threshold), [word] "+m"(s.word), [left] "+m"(s.left)
+        : [x] "m"(s.x), [n] "m"(s.n), [rows] "m"(s.rows), [gap] "m"(s.gap), [skip] "m"(s.skip),
+          [end] "m"(s.end), [bits] "m"(s.bits)
+        : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+    return s.word >> (32 - 2 * pairs);
+}
+
+/* A step of three words from weights with gaps: L1 and L2 load r8-r10 from r1 and r2 */
+#define IRNET_CM_STEP_L(L1, L2) \
+    "ldm r0!, {r4, r5, r6}\n\t" \
+    L1 \
+    IRNET_CM_NIBBLES3("r8", "r9", "r10", "r11") \
+    IRNET_CM_ADD_NIBBLES("r12", "r9", "r11") \
+    L2 \
+    IRNET_CM_NIBBLES3("r8", "r9", "r10", "r11") \
+    IRNET_CM_ADD_NIBBLES("lr", "r9", "r11")
+#define IRNET_CM_L3(W) "ldm " W "!, {r8, r9, r10}\n\t"
+#define IRNET_CM_L12(W, A) "ldr r8, [" W "], #" #A "\n\t" "ldrd r9, r10, [" W "], #8\n\t"
+#define IRNET_CM_L21(W, B) "ldrd r8, r9, [" W "], #" #B "\n\t" "ldr r10, [" W "], #4\n\t"
+#define IRNET_CM_S3 IRNET_CM_STEP_L(IRNET_CM_L3("r1"), IRNET_CM_L3("r2"))
+#define IRNET_CM_S12(A) IRNET_CM_STEP_L(IRNET_CM_L12("r1", A), IRNET_CM_L12("r2", A))
+#define IRNET_CM_S21(B) IRNET_CM_STEP_L(IRNET_CM_L21("r1", B), IRNET_CM_L21("r2", B))
+/* The loop over channel pairs of a 3x3 window cut by the left or right border, all three rows present, two taps
+ * of 'words' words each per row (gathered one after the other in x): the steps read the weights across the gap of
+ * one tap between the rows. Then the pops (pops not null) or the output bits (as in irnet_rows_pairs). */
+#define IRNET_CM_SIDE_HEAD(STEPS) \
+        "6:\n\t" \
+        "ldr r0, %[x]\n\t" \
+        "mov r12, #0\n\t" \
+        "mov lr, #0\n\t" \
+        STEPS
+#define IRNET_CM_SIDE_POPS(STEPS) \
+        IRNET_CM_SIDE_HEAD(STEPS) \
+        "ldr r3, %[pops]\n\t" \
+        "strd r12, lr, [r3], #8\n\t" \
+        "str r3, %[pops]\n\t" \
+        IRNET_CM_ROWS_TAIL
+/* the bits: the word in r3 starts with a marker bit at 2 * pairs - 1, which leaves through the carry at the end */
+#define IRNET_CM_SIDE_BITS(STEPS) \
+        IRNET_CM_SIDE_HEAD(STEPS) \
+        "ldr r8, %[thr]\n\t" \
+        "ldrd r4, r5, [r8], #8\n\t" \
+        "str r8, %[thr]\n\t" \
+        "ldr r6, %[bits]\n\t" \
+        "sub r12, r6, r12, lsl #1\n\t" \
+        "qsub r4, r12, r4\n\t" \
+        "sub lr, r6, lr, lsl #1\n\t" \
+        "qsub r5, lr, r5\n\t" \
+        "ldr r8, %[skip]\n\t" \
+        "add r1, r1, r8\n\t" \
+        "add r2, r2, r8\n\t" \
+        "and r4, r4, #0x80000000\n\t" \
+        "orr r3, r4, r3, lsr #1\n\t" \
+        "and r5, r5, #0x80000000\n\t" \
+        "orrs r3, r5, r3, lsr #1\n\t" \
+        "bcc 6b\n\t"
+#define IRNET_CM_SIDE_POPS_OPERANDS \
+        : "+r"(rw0), "+r"(rw1), [pops] "+m"(s.pops) \
+        : [x] "m"(s.x), [skip] "m"(s.skip), [end] "m"(s.end) \
+        : "r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+#define IRNET_CM_SIDE_BITS_OPERANDS \
+        : "+r"(rw0), "+r"(rw1), "+r"(rword), [thr] "+m"(s.threshold) \
+        : [x] "m"(s.x), [skip] "m"(s.skip), [bits] "m"(s.bits) \
+        : "r0", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+
+/* irnet_rows_pairs for three rows of two taps of one (words 1) or two words (words 2) */
+static __attribute__((noinline)) uint32_t irnet_side_pairs(const uint32_t *x, int words, const uint32_t *w,
+    int tap_words, int pairs, int32_t *pops, const int32_t *threshold, int32_t bits_counted)
+{
+    register const uint32_t *rw0 __asm__("r1") = w;
+    register const uint32_t *rw1 __asm__("r2") = w + tap_words;
+    struct irnet_cm_rows s;
+    s.x = x;
+    s.skip = (2 * tap_words - 9 * words + words) * 4; /* the pointers end a tap before the third row's end */
+    s.end = w + 2 * pairs * tap_words;
+    s.pops = pops;
+    s.threshold = threshold;
+    s.bits = bits_counted;
+    /* rows of two words, one apart: steps (r0 0, r0 1, r1 0), (r1 1, r2 0, r2 1); of four words, two apart */
+#define IRNET_CM_SIDE1 IRNET_CM_S21(12) IRNET_CM_S12(8)
+#define IRNET_CM_SIDE2 IRNET_CM_S3 IRNET_CM_S12(12) IRNET_CM_S21(16) IRNET_CM_S3
+    if (pops != 0) {
+        if (words == 1) {
+            __asm__ volatile(IRNET_CM_SIDE_POPS(IRNET_CM_SIDE1) IRNET_CM_SIDE_POPS_OPERANDS);
+        } else {
+            __asm__ volatile(IRNET_CM_SIDE_POPS(IRNET_CM_SIDE2) IRNET_CM_SIDE_POPS_OPERANDS);
+        }
+        return 0u;
+    } else {
+        register uint32_t rword __asm__("r3") = 1u << (2 * pairs - 1);
+        if (words == 1) {
+            __asm__ volatile(IRNET_CM_SIDE_BITS(IRNET_CM_SIDE1) IRNET_CM_SIDE_BITS_OPERANDS);
+        } else {
+            __asm__ volatile(IRNET_CM_SIDE_BITS(IRNET_CM_SIDE2) IRNET_CM_SIDE_BITS_OPERANDS);
+        }
+        return rword >> (32 - 2 * pairs);
+    }
+}
+#define IRNET_CM_ROWS 1
+#endif
 #endif
 /* acc += the eight nibbles of V as four byte sums (a byte stays below 256 over up to 31 words) */
 #define IRNET_CM_ADD_BYTES(ACC, V, T) \
@@ -780,6 +1037,31 @@ static int32_t irnet_outside(const uint32_t *wc, int k, int words, int ky0, int 
     return pop;
 }
 
+#if defined(__thumb2__)
+/* dst[0 .. n) = src[0 .. n): GCC would call memcpy for the loop, which costs a row of a window twice as much */
+static inline void irnet_cm_copy(uint32_t *dst, const uint32_t *src, int n)
+{
+    uint32_t a, b;
+    __asm__ volatile(
+        "subs %[n], %[n], #2\n\t"
+        "blt 2f\n"
+        "1:\n\t"
+        "ldrd %[a], %[b], [%[s]], #8\n\t"
+        "strd %[a], %[b], [%[d]], #8\n\t"
+        "subs %[n], %[n], #2\n\t"
+        "bge 1b\n"
+        "2:\n\t"
+        "adds %[n], %[n], #2\n\t"
+        "beq 3f\n\t"
+        "ldr %[a], [%[s]]\n\t"
+        "str %[a], [%[d]]\n"
+        "3:\n\t"
+        : [s] "+r"(src), [d] "+r"(dst), [n] "+r"(n), [a] "=&r"(a), [b] "=&r"(b)
+        :
+        : "cc", "memory");
+}
+#endif
+
 /* words of the stack buffer that holds one gathered window */
 #define IRNET_CM_WINDOW 128
 
@@ -1091,10 +1373,67 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
 }
 #endif
 
+#if defined(IRNET_CM_INITS)
+/* the start values of irnet_bits_pairs_init for all channels, for windows counting 'bits' bits */
+struct irnet_cm_init_cache {
+    int32_t bits;
+    int32_t init[IRNET_CM_INITS + 2]; /* irnet_bits_pairs_init reads a pair past the last channel */
+};
+
+/* The start values of irnet_bits_pairs_init for windows counting 'bits' bits: bits - 2 * pop < t  <=>
+ * pop > floor((bits - t) / 2)  <=>  pop + init >= 0 with init = -(floor((bits - t) / 2) + 1), t clamped to
+ * [-bits, bits + 1], where the bit is constant already */
+static __attribute__((noinline)) void irnet_cm_inits(const int32_t *threshold, int cout, int32_t bits,
+    struct irnet_cm_init_cache *cache)
+{
+    int c;
+    for (c = 0; c < cout; ++c) {
+        int32_t t = threshold[c];
+        t = t < -bits ? -bits : t > bits + 1 ? bits + 1 : t;
+        cache->init[c] = -((bits - t + 2) / 2);
+    }
+    cache->bits = bits;
+}
+#endif
+
+/* vals[j] = act(fl(fl(float(bits - 2 * pops[j]) * mult[j]) + add[j])) for the m channels of a chunk, with the
+ * activation a constant of the loop */
+static inline __attribute__((always_inline)) void irnet_cm_floats_act(const int32_t *pops, int m, int32_t bits,
+    const float *mult, const float *add, int act, float *vals)
+{
+    int j;
+    IRNET_SCALAR_LOOP
+    for (j = 0; j < m; ++j) {
+        float y = (float)(bits - 2 * pops[j]) * mult[j];
+        IRNET_FENCE(y);
+        vals[j] = irnet_activate(y + add[j], act);
+    }
+}
+
+/* irnet_cm_floats_act, one loop per usual activation; out of line, so that irnet_bconv_rows keeps its registers */
+static __attribute__((noinline)) void irnet_cm_floats(const int32_t *pops, int m, int32_t bits, const float *mult,
+    const float *add, int act, float *vals)
+{
+    switch (act) {
+    case IRNET_ACT_NONE:
+        irnet_cm_floats_act(pops, m, bits, mult, add, IRNET_ACT_NONE, vals);
+        break;
+    case IRNET_ACT_HARDTANH:
+        irnet_cm_floats_act(pops, m, bits, mult, add, IRNET_ACT_HARDTANH, vals);
+        break;
+    case IRNET_ACT_RELU:
+        irnet_cm_floats_act(pops, m, bits, mult, add, IRNET_ACT_RELU, vals);
+        break;
+    default:
+        irnet_cm_floats_act(pops, m, bits, mult, add, act, vals);
+        break;
+    }
+}
+
 /* The other binary convolutions (irnet_bconv_cm): a function of its own, as is irnet_bconv_h3, so that neither
  * path's registers or stack depend on the other's */
-static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params *prm, const uint32_t *in,
-    uint32_t *out_bits, float *out_f32)
+static inline __attribute__((always_inline)) void irnet_bconv_rows_body(const irnet_bconv_params *prm,
+    const uint32_t *in, uint32_t *out_bits, float *out_f32, const int bits_out)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, pad_one = prm->pad_one, ho = prm->ho, wo = prm->wo, act = prm->act;
@@ -1108,7 +1447,7 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
     const irnet_fusion *fuse = &prm->fuse;
     const int fused = fuse->residual != 0 || fuse->sign != 0 || fuse->pool != 0;
     /* a bits pool over at most 256 channels: each pixel's words go to pooled, then into the pooled pixel */
-    const int pool_words = out_bits != 0 && fuse->pool != 0 && out_words <= 8;
+    const int pool_words = bits_out && fuse->pool != 0 && out_words <= 8;
     uint32_t pooled[8];
     uint32_t *const bits_base = pool_words ? pooled : out_bits;
     const int bits_step = pool_words ? 0 : out_words;
@@ -1116,6 +1455,10 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
     int32_t pops[32];
     float fvals[32];
     int oy, ox, c0, ky, i;
+#if defined(IRNET_CM_INITS)
+    struct irnet_cm_init_cache inits;
+    inits.bits = -1;
+#endif
 #if defined(IRNET_CM_HALVES)
     /* half-word taps (see irnet_pops_halves): the pair-words of the weights after the window in the buffer */
     const int half = cin <= 16 && tap_words <= 25 && tap_words * (1 + 2 * ((cout + 3) / 4)) <= IRNET_CM_WINDOW;
@@ -1168,9 +1511,13 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
                             dst[i] = 0u;
                         }
                     } else {
+#if defined(__thumb2__)
+                        irnet_cm_copy(dst + kx0 * words, src + kx0 * words, (kx1 - kx0) * words);
+#else
                         for (i = kx0 * words; i < kx1 * words; ++i) {
                             dst[i] = src[i];
                         }
+#endif
                         for (i = 0; i < kx0 * words; ++i) {
                             dst[i] = 0u;
                         }
@@ -1191,7 +1538,7 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
 #if defined(IRNET_CM_HALVES)
                     irnet_pops_halves(window, n, wpairs + c0 / 2 * tap_words + first, tap_words, (m + 3) / 4,
                         (uint32_t *)pops);
-                    if (out_bits != 0) {
+                    if (bits_out) {
                         const uint32_t *halves = (const uint32_t *)pops;
                         for (co = 0; co < m; co += 2) {
                             const int32_t lo = (int32_t)(halves[co >> 1] & 0xFFFFu);
@@ -1209,8 +1556,19 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
                     }
 #endif
                 } else if (flat) {
-                    if (m > 1 && out_bits != 0) {
+                    if (m > 1 && bits_out) {
+#if defined(IRNET_CM_INITS)
+                        if (n % 3 == 0 && n <= 3 * IRNET_CM_STEPS && cout <= IRNET_CM_INITS) {
+                            if (bits_counted != inits.bits) {
+                                irnet_cm_inits(threshold, cout, bits_counted, &inits);
+                            }
+                            word = irnet_bits_pairs_init(window, n, wc, tap_words, m / 2, inits.init + c0);
+                        } else {
+                            word = irnet_bits_pairs(window, n, wc, tap_words, m / 2, threshold + c0, bits_counted);
+                        }
+#else
                         word = irnet_bits_pairs(window, n, wc, tap_words, m / 2, threshold + c0, bits_counted);
+#endif
                         done = m & ~1;
                     } else if (m > 1) {
                         irnet_pops_pairs(window, n, wc, tap_words, m / 2, pops);
@@ -1223,7 +1581,31 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
                     }
                 } else {
                     const uint32_t *x = in + ((iy0 + ky0) * w + ix0 + kx0) * words;
+#if defined(IRNET_CM_ROWS)
+                    if (!pad_one && m > 1 && (ky1 - ky0) * n <= IRNET_CM_WINDOW) {
+                        if (c0 == 0) { /* the rows present, one after the other */
+                            uint32_t *dst = window;
+                            for (ky = ky0; ky < ky1; ++ky) {
+                                irnet_cm_copy(dst, x + (ky - ky0) * w * words, n);
+                                dst += n;
+                            }
+                        }
+                        if (k == 3 && ky1 - ky0 == 3 && words <= 2 && n == 2 * words) {
+                            word = irnet_side_pairs(window, words, wc, tap_words, m / 2, bits_out ? 0 : pops,
+                                bits_out ? threshold + c0 : 0, bits_counted);
+                        } else {
+                            word = irnet_rows_pairs(window, n, ky1 - ky0, row_words, wc, tap_words, m / 2,
+                                bits_out ? 0 : pops, bits_out ? threshold + c0 : 0, bits_counted);
+                        }
+                        done = bits_out ? m & ~1 : 0;
+                        co = m & ~1;
+                    } else {
+                        co = 0;
+                    }
+                    for (; co < m; co += 2) {
+#else
                     for (co = 0; co < m; co += 2) {
+#endif
                         const uint32_t *w0 = wc + co * tap_words;
                         const uint32_t *w1 = co + 1 < m ? w0 + tap_words : w0;
                         int32_t pop0 = 0, pop1 = 0;
@@ -1241,7 +1623,7 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
                         }
                     }
                 }
-                if (out_bits != 0) {
+                if (bits_out) {
                     for (co = done; co < m; ++co) {
                         word |= (uint32_t)(bits_counted - 2 * pops[co] < threshold[c0 + co]) << co;
                     }
@@ -1252,12 +1634,7 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
                     }
                 } else {
                     float *vals = fused ? fvals : out_f32 + (oy * wo + ox) * cout + c0;
-                    for (co = 0; co < m; ++co) {
-                        float y = (float)(bits_counted - 2 * pops[co]) * mult[c0 + co];
-                        IRNET_FENCE(y);
-                        y = y + add[c0 + co];
-                        vals[co] = irnet_activate(y, act);
-                    }
+                    irnet_cm_floats(pops, m, bits_counted, mult + c0, add + c0, act, vals);
                     if (fused) {
                         irnet_cm_fused_f32(fuse, oy, ox, wo, c0, m, cout, fvals, out_f32);
                     }
@@ -1270,6 +1647,28 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
     }
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* The body twice on DSP cores, for bits and for float output, so that each keeps its registers (on the others the
+ * v6-M and v7-M code keeps one body: there one costs fewer instructions) */
+static __attribute__((noinline)) void irnet_bconv_rows_bits(const irnet_bconv_params *prm, const uint32_t *in,
+    uint32_t *out_bits)
+{
+    irnet_bconv_rows_body(prm, in, out_bits, 0, 1);
+}
+
+static __attribute__((noinline)) void irnet_bconv_rows_f32(const irnet_bconv_params *prm, const uint32_t *in,
+    float *out_f32)
+{
+    irnet_bconv_rows_body(prm, in, 0, out_f32, 0);
+}
+#else
+static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params *prm, const uint32_t *in,
+    uint32_t *out_bits, float *out_f32)
+{
+    irnet_bconv_rows_body(prm, in, out_bits, out_f32, out_bits != 0);
+}
+#endif
+
 void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
 #if defined(IRNET_CM_H3)
@@ -1278,7 +1677,15 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
         return;
     }
 #endif
+#if defined(__ARM_FEATURE_DSP)
+    if (out_bits != 0) {
+        irnet_bconv_rows_bits(prm, in, out_bits);
+    } else {
+        irnet_bconv_rows_f32(prm, in, out_f32);
+    }
+#else
     irnet_bconv_rows(prm, in, out_bits, out_f32);
+#endif
 }
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
