@@ -9,7 +9,12 @@
  *  - 16 output pixels are gathered into a stream [step][pixel][4 words], so one load feeds 4 pixels and the
  *    boundaries between kernel rows cost nothing in the inner loop.
  *  - Cin <= 16 fills half a word: the stream then holds two 16-bit taps per word (from images of vertically
- *    and horizontally paired pixels, the weights paired alike), 5 words for a 3x3 window instead of 9.
+ *    and horizontally paired pixels, the weights paired alike), 5 words for a 3x3 window instead of 9. The
+ *    paired images are made straight from the input (irnet_paired_images), without the zero-bordered copy.
+ *  - 3x3, stride 1, Cin <= 16 and 16 output channels (the CIFAR ResNets' first stage, an output width that is
+ *    a multiple of 4): no gather; 4 pixels of a row at a time are read from the paired images, the popcounts
+ *    stay in bytes (at most 144) and the bits, or the floats and their fused sign bits, are made in registers
+ *    (irnet_c16_*).
  *  - Register block of 4 output channels x 16 pixels: per 128-bit step and pixel, VEOR and VCNT for each
  *    channel, pairwise adds fold the four channels' byte counts into one vector, one more pairwise add joins
  *    two pixels' vectors and VPADAL adds that to 16-bit lanes: lane c is the first pixel's channel c, lane
@@ -282,6 +287,10 @@ static int irnet_tap_ranges(int n_out, int size, int k, int stride, int pad, int
             start[n] = o;
             ++n;
         }
+        if (t0 == 0 && t1 == k) { /* so are the outputs up to the last whose window ends within the map */
+            const int o_last = (size - k + pad) / stride;
+            o = o_last > o ? (o_last < n_out - 1 ? o_last : n_out - 1) : o;
+        }
     }
     start[n] = n_out;
     return n;
@@ -503,7 +512,7 @@ static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_
 typedef struct {
     int words, rn, paired, n, half, steps, pw, plane, groups, ss, chunk, pixels, blocks, zero_pad;
     size_t padded, ranges, pixel_tables, stream, rows4, wpack, tap_pops, bias, bufs, bound;
-    size_t copy; /* where P lies: padded, or pixel_tables when paired */
+    size_t copy; /* where P lies: padded (paired: no P is made; pixel_tables keeps its room) */
 } irnet_bconv_plan;
 
 static size_t irnet_piece(size_t *at, size_t bytes)
@@ -548,7 +557,8 @@ static irnet_bconv_plan irnet_bconv_plan_of(const irnet_bconv_params *prm, int b
     q->padded = irnet_piece(&at, q->paired ? (size_t)2 * q->plane * 4 : pad > 0 ? (size_t)q->plane * 4 : 0);
     /* rs[ho + 1], cs[wo + 1], ky0[ho], ky1[ho], kx0[wo], kx1[wo] */
     q->ranges = irnet_piece(&at, (size_t)(3 * ho + 3 * wo + 2) * sizeof(int));
-    /* first, dest, klass: [blocks * IRNET_PX + 3] each; paired, P lies here until V and H are built from it */
+    /* first, dest, klass: [blocks * IRNET_PX + 3] each; paired, at least the room of P, which irnet_c16_table
+     * uses (and the scratch keeps its size) */
     q->pixel_tables = irnet_piece(&at, (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int) >
         (size_t)(q->paired ? q->plane * 4 : 0) ? (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int) :
         (size_t)q->plane * 4);
@@ -598,6 +608,371 @@ size_t irnet_bconv_neon_scratch_bytes(const irnet_bconv_params *p)
     return q.bound + (classes * (size_t)q.ss * 2 + 15) / 16 * 16 + 16;
 }
 
+/* The 3x3 stride-1 path for Cin <= 16 and 16 output channels (the CIFAR ResNets' first stage), row by row with
+ * no gather: the window of output (y, x) is V(y, x..x+2) (kernel rows 0 and 1, column by column), H(y+2, x)
+ * (row 2, taps 0 and 1) and the low half of H(y+2, x+2) (row 2, tap 2), in the images irnet_bconv_neon_body
+ * builds. 4 pixels of a row at a time: the first three V words of a pixel are one 128-bit load, H's word goes
+ * into its lane 3, and the lone taps of the 4 pixels are one load whose words, each tap doubled (t | t << 16),
+ * are spread to two pixel pairs. Per group of 4 channels (as irnet_pack lays them out: the full step and the
+ * half-word step of irnet_block) each pixel folds to 16 bytes, two pixels fold into one vector to which the
+ * lone taps' counts add bytewise, and two pairs fold into one vector: byte 4p + c is pixel p's popcount of
+ * slot c, at most 144 (9 taps of 16 bits), so it fits a byte. Bits output: one byte compare per 16
+ * outputs against the bounds (clamped to 255: a larger bound is never reached) and the groups' bits shifted
+ * in, then each pixel's two bytes of nibbles; float output (aarch64): dot = bound - 2 * popcount, widened and
+ * finished lane by lane, the residual added, the sign bits packed from the final values in registers. The
+ * per-class bounds of each block of 4 pixels (one class per row range, each pixel its column's class) are laid
+ * out per row class once, where the pixel tables would be. */
+#define IRNET_C16_FOLD(x) irnet_padd8( \
+        irnet_padd8(vcntq_u8(veorq_u8(x, w.val[0])), vcntq_u8(veorq_u8(x, w.val[1]))), \
+        irnet_padd8(vcntq_u8(veorq_u8(x, w.val[2])), vcntq_u8(veorq_u8(x, w.val[3]))))
+
+/* popcounts of the 4 pixels against the group packed at wp (64 bytes of full words, 16 of lone taps) */
+static inline __attribute__((always_inline)) uint8x16_t irnet_c16_group(uint8x16_t x0, uint8x16_t x1,
+    uint8x16_t x2, uint8x16_t x3, uint8x16_t q01, uint8x16_t q23, const uint8x16x4_t w, const uint8x16_t wq)
+{
+    const uint8x16_t p01 = vaddq_u8(irnet_padd8(IRNET_C16_FOLD(x0), IRNET_C16_FOLD(x1)), vcntq_u8(veorq_u8(q01, wq)));
+    const uint8x16_t p23 = vaddq_u8(irnet_padd8(IRNET_C16_FOLD(x2), IRNET_C16_FOLD(x3)), vcntq_u8(veorq_u8(q23, wq)));
+    return irnet_padd8(p01, p23);
+}
+
+/* the windows of pixels x..x+3 of a row (vr: V at the row, hr: H two rows below) */
+#define IRNET_C16_LOAD(vr, hr, x) \
+    const uint8x16_t x0 = vreinterpretq_u8_u32(vld1q_lane_u32((hr) + (x), vld1q_u32((vr) + (x)), 3)); \
+    const uint8x16_t x1 = vreinterpretq_u8_u32(vld1q_lane_u32((hr) + (x) + 1, vld1q_u32((vr) + (x) + 1), 3)); \
+    const uint8x16_t x2 = vreinterpretq_u8_u32(vld1q_lane_u32((hr) + (x) + 2, vld1q_u32((vr) + (x) + 2), 3)); \
+    const uint8x16_t x3 = vreinterpretq_u8_u32(vld1q_lane_u32((hr) + (x) + 3, vld1q_u32((vr) + (x) + 3), 3)); \
+    const uint32x4_t lone_ = vld1q_u32((hr) + (x) + 2); \
+    const uint32x4x2_t pairs_ = vzipq_u32(vsliq_n_u32(lone_, lone_, 16), vsliq_n_u32(lone_, lone_, 16)); \
+    const uint8x16_t q01 = vreinterpretq_u8_u32(pairs_.val[0]), q23 = vreinterpretq_u8_u32(pairs_.val[1])
+
+/* the 4 groups of slots as irnet_pack lays them out for the 3x3 paired stream (rows of 9 words): per slot the
+ * words taps 0 | 3 << 16, 1 | 4 << 16, 2 | 5 << 16, 6 | 7 << 16, then the lone taps 8 of slots 0 | 1 << 16 and
+ * 2 | 3 << 16, twice */
+static void irnet_c16_pack(const uint32_t *weight, int cout, int bits, uint32_t *dst)
+{
+    int g, c;
+    for (g = 0; g < 4; ++g, dst += 20) {
+        const uint32_t *wr[4];
+        irnet_rows(weight, 9, cout, bits, g, wr);
+        for (c = 0; c < 4; ++c) {
+            const uint32x4_t a = vld1q_lane_u32(wr[c] + 6, vld1q_u32(wr[c]), 3);
+            const uint32x4_t b = vld1q_lane_u32(wr[c] + 7, vld1q_u32(wr[c] + 3), 3);
+            vst1q_u32(dst + 4 * c, vsliq_n_u32(a, b, 16));
+        }
+        dst[16] = dst[18] = wr[0][8] | wr[1][8] << 16;
+        dst[17] = dst[19] = wr[2][8] | wr[3][8] << 16;
+    }
+}
+
+/* whether the path applies (the block table must fit where the pixel tables would lie) */
+static inline int irnet_c16_applies(const irnet_bconv_params *prm, int paired, int bits, int nrc, size_t room)
+{
+#if !defined(__aarch64__)
+    if (!bits) {
+        return 0;
+    }
+#endif
+    /* the border pixels (x < pad or x >= wo - pad) lie in the first and the last block */
+    return paired && prm->k == 3 && prm->stride == 1 && prm->cout == 16 && prm->wo % 4 == 0 && prm->pad <= 4 &&
+        (size_t)nrc * (size_t)(prm->wo / 4) * (bits ? 64u : 128u) <= room;
+}
+
+/* Lays out the block table: per row class and block of 4 pixels, bits: 4 vectors (group g: byte 4p + c is the
+ * bound of pixel p's class and slot 4g + c, at most 255); float: per group 2 vectors of 16-bit bounds (pixels 0
+ * and 1, then 2 and 3, 4 slots each). Three kinds of blocks are made (the first of a row, the inner ones, all of
+ * one class: irnet_c16_applies, and the last), then copied to their places. */
+static void irnet_c16_table(const uint16_t *bound, int ss, int nrc, int ncc, const int *cs, int wo, int bits,
+    uint8_t *table)
+{
+    const int nb = wo / 4, per = bits ? 64 : 128;
+    uint8_t kinds[3 * 128];
+    int rc, kind, p, xb;
+    for (rc = 0; rc < nrc; ++rc) {
+        uint8_t *const row = table + (size_t)rc * nb * per;
+        for (kind = 0; kind < 3; ++kind) {
+            uint8_t *const t = kinds + kind * per;
+            const int x0 = 4 * (kind == 0 ? 0 : kind == 2 || nb < 3 ? nb - 1 : 1);
+            uint8_t tmp[64];
+            for (p = 0; p < 4; ++p) {
+                int cc = 0;
+                const uint16_t *b;
+                uint16x8_t lo, hi;
+                while (cc + 1 < ncc && x0 + p >= cs[cc + 1]) {
+                    ++cc;
+                }
+                b = bound + (size_t)(rc * ncc + cc) * ss;
+                lo = vld1q_u16(b);
+                hi = vld1q_u16(b + 8);
+                if (bits) {
+                    vst1q_u8(tmp + 16 * p, vcombine_u8(vqmovn_u16(lo), vqmovn_u16(hi)));
+                } else {
+                    uint16_t *const tf = (uint16_t *)t + 4 * p;
+                    vst1_u16(tf, vget_low_u16(lo));
+                    vst1_u16(tf + 16, vget_high_u16(lo));
+                    vst1_u16(tf + 32, vget_low_u16(hi));
+                    vst1_u16(tf + 48, vget_high_u16(hi));
+                }
+            }
+            if (bits) { /* a 4 x 4 transpose of words: group g of pixel p to lane p of vector g */
+                const uint32x4x4_t v = vld4q_u32((const uint32_t *)tmp);
+                vst1q_u32((uint32_t *)t, v.val[0]);
+                vst1q_u32((uint32_t *)t + 4, v.val[1]);
+                vst1q_u32((uint32_t *)t + 8, v.val[2]);
+                vst1q_u32((uint32_t *)t + 12, v.val[3]);
+            }
+        }
+        for (xb = 0; xb < nb; ++xb) {
+            memcpy(row + (size_t)xb * per, kinds + (xb == 0 ? 0 : xb == nb - 1 ? 2 : 1) * per, (size_t)per);
+        }
+    }
+}
+
+/* Bits output: rows [0, ho) */
+static inline __attribute__((always_inline)) void irnet_c16_bits(const uint32_t *v, const uint32_t *hz, int pw,
+    int ho, int wo, const int *rs, int nrc, const uint8_t *table, const uint8_t *wpack,
+    uint32_t *out_bits)
+{
+#if defined(__aarch64__)
+    /* the weights stay in registers: 20 of the 32 vectors (armv7 has 16, and loads them per block; so does the
+     * float output, which wants the registers for its own values) */
+    const uint8x16x4_t w0 = irnet_load4(wpack), w1 = irnet_load4(wpack + 80), w2 = irnet_load4(wpack + 160);
+    const uint8x16x4_t w3 = irnet_load4(wpack + 240);
+    const uint8x16_t wq0 = vld1q_u8(wpack + 64), wq1 = vld1q_u8(wpack + 144), wq2 = vld1q_u8(wpack + 224);
+    const uint8x16_t wq3 = vld1q_u8(wpack + 304);
+#else
+#define w0 irnet_load4(wpack)
+#define w1 irnet_load4(wpack + 80)
+#define w2 irnet_load4(wpack + 160)
+#define w3 irnet_load4(wpack + 240)
+#define wq0 vld1q_u8(wpack + 64)
+#define wq1 vld1q_u8(wpack + 144)
+#define wq2 vld1q_u8(wpack + 224)
+#define wq3 vld1q_u8(wpack + 304)
+#endif
+    int oy;
+#if defined(_OPENMP)
+    const int threads = omp_get_max_threads() < IRNET_BCONV_NEON_THREADS ? omp_get_max_threads() :
+        IRNET_BCONV_NEON_THREADS;
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+    for (oy = 0; oy < ho; ++oy) {
+        int rc = 0, x;
+        while (rc + 1 < nrc && oy >= rs[rc + 1]) {
+            ++rc;
+        }
+        {
+            const uint32_t *const vr = v + (size_t)oy * pw, *const hr = hz + (size_t)(oy + 2) * pw;
+            const uint8_t *b = table + (size_t)rc * wo * 16;
+            uint32_t *const ob = out_bits + (size_t)oy * wo;
+            for (x = 0; x < wo; x += 4, b += 64) {
+                IRNET_C16_LOAD(vr, hr, x);
+                uint8x16_t m = vcgeq_u8(irnet_c16_group(x0, x1, x2, x3, q01, q23, w0, wq0), vld1q_u8(b));
+                uint16x8_t h;
+                m = vsriq_n_u8(vcgeq_u8(irnet_c16_group(x0, x1, x2, x3, q01, q23, w1, wq1), vld1q_u8(b + 16)), m, 1);
+                m = vsriq_n_u8(vcgeq_u8(irnet_c16_group(x0, x1, x2, x3, q01, q23, w2, wq2), vld1q_u8(b + 32)), m, 1);
+                m = vsriq_n_u8(vcgeq_u8(irnet_c16_group(x0, x1, x2, x3, q01, q23, w3, wq3), vld1q_u8(b + 48)), m, 1);
+                /* byte 4p + c: bits 4..7 are channels c*4 + 0..3; two bytes of nibbles per pixel */
+                h = vreinterpretq_u16_u8(vshrq_n_u8(m, 4));
+                vst1q_u32(ob + x, vmovl_u16(vreinterpret_u16_u8(vmovn_u16(vsraq_n_u16(h, h, 4)))));
+            }
+        }
+    }
+#if !defined(__aarch64__)
+#undef w0
+#undef w1
+#undef w2
+#undef w3
+#undef wq0
+#undef wq1
+#undef wq2
+#undef wq3
+#endif
+}
+
+#if defined(__aarch64__)
+/* Float output, channels 4g..4g+3 of 4 pixels (r: byte 4p + c) at o (pixel p's channels 16p + 4g...), with the
+ * residual at res (may be o) when has_res; returns the compare masks value < 0, narrowed to byte 4p + c */
+static inline __attribute__((always_inline)) uint8x16_t irnet_c16_float4(uint8x16_t r, const uint16_t *bt,
+    const float *mult, const float *add, float *o, const float *res, int act, int ract, int has_res)
+{
+    const float32x4_t mv = vld1q_f32(mult), av = vld1q_f32(add);
+    const int16x8_t dlo = vreinterpretq_s16_u16(vmlsl_u8(vld1q_u16(bt), vget_low_u8(r), vdup_n_u8(2)));
+    const int16x8_t dhi = vreinterpretq_s16_u16(vmlsl_high_u8(vld1q_u16(bt + 8), r, vdupq_n_u8(2)));
+    float32x4_t y0 = irnet_finish4(vcvtq_f32_s32(vmovl_s16(vget_low_s16(dlo))), mv, av, act);
+    float32x4_t y1 = irnet_finish4(vcvtq_f32_s32(vmovl_high_s16(dlo)), mv, av, act);
+    float32x4_t y2 = irnet_finish4(vcvtq_f32_s32(vmovl_s16(vget_low_s16(dhi))), mv, av, act);
+    float32x4_t y3 = irnet_finish4(vcvtq_f32_s32(vmovl_high_s16(dhi)), mv, av, act);
+    if (has_res) {
+        y0 = irnet_act4(vaddq_f32(y0, vld1q_f32(res)), ract);
+        y1 = irnet_act4(vaddq_f32(y1, vld1q_f32(res + 16)), ract);
+        y2 = irnet_act4(vaddq_f32(y2, vld1q_f32(res + 32)), ract);
+        y3 = irnet_act4(vaddq_f32(y3, vld1q_f32(res + 48)), ract);
+    }
+    vst1q_f32(o, y0);
+    vst1q_f32(o + 16, y1);
+    vst1q_f32(o + 32, y2);
+    vst1q_f32(o + 48, y3);
+    return vuzp1q_u8(
+        vreinterpretq_u8_u16(vuzp1q_u16(vreinterpretq_u16_u32(vcltzq_f32(y0)), vreinterpretq_u16_u32(vcltzq_f32(y1)))),
+        vreinterpretq_u8_u16(vuzp1q_u16(vreinterpretq_u16_u32(vcltzq_f32(y2)), vreinterpretq_u16_u32(vcltzq_f32(y3)))));
+}
+
+/* Float output: rows [0, ho), out_f32 the output, res the residual or null, sign the sign words or null */
+static inline __attribute__((always_inline)) void irnet_c16_float(const uint32_t *v, const uint32_t *hz, int pw,
+    int ho, int wo, const int *rs, int nrc, const uint8_t *table, const uint8_t *wpack,
+    const float *mult,
+    const float *add, float *out_f32, const float *res, uint32_t *sign, const int act, const int ract,
+    const int has_res, const int has_sign)
+{
+#define w0 irnet_load4(wpack)
+#define w1 irnet_load4(wpack + 80)
+#define w2 irnet_load4(wpack + 160)
+#define w3 irnet_load4(wpack + 240)
+#define wq0 vld1q_u8(wpack + 64)
+#define wq1 vld1q_u8(wpack + 144)
+#define wq2 vld1q_u8(wpack + 224)
+#define wq3 vld1q_u8(wpack + 304)
+    static const uint8_t bit_of[16] = {0x11, 0x22, 0x44, 0x88, 0x11, 0x22, 0x44, 0x88, 0x11, 0x22, 0x44, 0x88,
+        0x11, 0x22, 0x44, 0x88};
+    int oy;
+#if defined(_OPENMP)
+    const int threads = omp_get_max_threads() < IRNET_BCONV_NEON_THREADS ? omp_get_max_threads() :
+        IRNET_BCONV_NEON_THREADS;
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+    for (oy = 0; oy < ho; ++oy) {
+        int rc = 0, x;
+        while (rc + 1 < nrc && oy >= rs[rc + 1]) {
+            ++rc;
+        }
+        {
+            const uint32_t *const vr = v + (size_t)oy * pw, *const hr = hz + (size_t)(oy + 2) * pw;
+            const uint16_t *bt = (const uint16_t *)(table + (size_t)rc * wo * 32);
+            float *o = out_f32 + (size_t)oy * wo * 16;
+            const float *r = has_res ? res + (size_t)oy * wo * 16 : 0;
+            for (x = 0; x < wo; x += 4, o += 64, bt += 64) {
+                IRNET_C16_LOAD(vr, hr, x);
+                uint8x16_t s0, s1, s2, s3;
+                s0 = irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, w0, wq0), bt, mult, add, o, r,
+                    act, ract, has_res);
+                s1 = irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, w1, wq1), bt + 16, mult + 4,
+                    add + 4, o + 4, has_res ? r + 4 : 0, act, ract, has_res);
+                s2 = irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, w2, wq2), bt + 32, mult + 8,
+                    add + 8, o + 8, has_res ? r + 8 : 0, act, ract, has_res);
+                s3 = irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, w3, wq3), bt + 48, mult + 12,
+                    add + 12, o + 12, has_res ? r + 12 : 0, act, ract, has_res);
+                if (has_res) {
+                    r += 64;
+                }
+                if (has_sign) {
+                    /* byte 4p + c of group g is channel 4g + c: bit c + 4 (g % 2) of byte g / 2 of the word */
+                    const uint8x16_t bits = vld1q_u8(bit_of), high = vdupq_n_u8(0xF0);
+                    const uint8x16_t lo = vandq_u8(vbslq_u8(high, s1, s0), bits);
+                    const uint8x16_t hi = vandq_u8(vbslq_u8(high, s3, s2), bits);
+                    const uint8x16_t sum = irnet_padd8(irnet_padd8(lo, hi), vdupq_n_u8(0));
+                    /* bytes 0-3: the low bytes of pixels 0-3, 4-7 their high bytes */
+                    const uint8x8_t s = vget_low_u8(sum);
+                    const uint8x8_t word = vzip1_u8(s, vext_u8(s, s, 4));
+                    vst1q_u32(sign + (size_t)oy * wo + x, vmovl_u16(vreinterpret_u16_u8(word)));
+                }
+            }
+        }
+    }
+#undef w0
+#undef w1
+#undef w2
+#undef w3
+#undef wq0
+#undef wq1
+#undef wq2
+#undef wq3
+}
+#endif
+
+/* Cin <= 16 (one word per pixel): the images of vertically (V) and horizontally (H) paired pixels of the
+ * zero-bordered copy P of the input (pw words a row, h + 2 pad rows), made straight from the input:
+ * V[i] = P[i] | P[i + pw] << 16, H[i] = P[i] | P[i + 1] << 16, the partner past the end of P zero. */
+static void irnet_paired_images(const uint32_t *in, int h, int w, int pad, int pw, uint32_t *v)
+{
+    const int ph = h + 2 * pad;
+    uint32_t *const hz = v + (size_t)ph * pw;
+    int y, x;
+    for (y = 0; y < ph; ++y) {
+        const int iy = y - pad;
+        /* rows y and y + 1 of the input, or null in the border */
+        const uint32_t *const a = iy >= 0 && iy < h ? in + (size_t)iy * w : 0;
+        const uint32_t *const b = iy + 1 >= 0 && iy + 1 < h ? in + (size_t)(iy + 1) * w : 0;
+        uint32_t *const vr = v + (size_t)y * pw + pad, *const hr = hz + (size_t)y * pw + pad;
+        if (pad == 1) { /* (loops here would become calls of memset) */
+            vr[-1] = hr[-1] = vr[w] = hr[w] = 0;
+        } else {
+            for (x = -pad; x < 0; ++x) {
+                vr[x] = 0;
+                hr[x] = 0;
+            }
+            for (x = w; x < pw - pad; ++x) {
+                vr[x] = 0;
+                hr[x] = 0;
+            }
+        }
+        x = 0;
+        if (a != 0 && b != 0 && w > 4) {
+            /* both images at once, the row of H but its last 4 words */
+            for (; x + 4 < w; x += 4) {
+                const uint32x4_t ax = vld1q_u32(a + x);
+                vst1q_u32(vr + x, vsliq_n_u32(ax, vld1q_u32(b + x), 16));
+                vst1q_u32(hr + x, vsliq_n_u32(ax, vld1q_u32(a + x + 1), 16));
+            }
+            if (x + 4 == w) {
+                vst1q_u32(vr + x, vsliq_n_u32(vld1q_u32(a + x), vld1q_u32(b + x), 16));
+            } else {
+                for (; x < w; ++x) {
+                    vr[x] = a[x] | b[x] << 16;
+                }
+            }
+        } else if (a != 0 && b != 0) {
+            for (; x + 4 <= w; x += 4) {
+                vst1q_u32(vr + x, vsliq_n_u32(vld1q_u32(a + x), vld1q_u32(b + x), 16));
+            }
+            for (; x < w; ++x) {
+                vr[x] = a[x] | b[x] << 16;
+            }
+        } else if (a != 0) {
+            memcpy(vr, a, (size_t)w * sizeof(uint32_t));
+        } else if (b != 0) {
+            for (; x + 4 <= w; x += 4) {
+                vst1q_u32(vr + x, vshlq_n_u32(vld1q_u32(b + x), 16));
+            }
+            for (; x < w; ++x) {
+                vr[x] = b[x] << 16;
+            }
+        } else {
+            memset(vr, 0, (size_t)w * sizeof(uint32_t));
+        }
+        if (a != 0) {
+            /* the last pixel's partner: the border, or without padding the next row's first pixel */
+            const uint32_t last = pad == 0 && b != 0 ? b[0] : 0;
+            for (x = b != 0 && w > 4 ? (w - 1) / 4 * 4 : 0; x + 4 < w; x += 4) {
+                vst1q_u32(hr + x, vsliq_n_u32(vld1q_u32(a + x), vld1q_u32(a + x + 1), 16));
+            }
+            if (x + 4 == w) {
+                const uint32x4_t lo = vld1q_u32(a + x);
+                vst1q_u32(hr + x, vsliq_n_u32(lo, vextq_u32(lo, vdupq_n_u32(last), 1), 16));
+            } else {
+                for (; x + 1 < w; ++x) {
+                    hr[x] = a[x] | a[x + 1] << 16;
+                }
+                hr[w - 1] = a[w - 1] | last << 16;
+            }
+            if (pad > 0) {
+                hr[-1] = a[0] << 16;
+            }
+        } else {
+            memset(hr, 0, (size_t)w * sizeof(uint32_t));
+        }
+    }
+}
+
 /* whether irnet_bconv_neon computes with the portable irnet_bconv (pools: never fused here); the body tests
  * the same on its locals (with the call here GCC allocates the plain body's registers worse: 0.1 to 1%) */
 static int irnet_bconv_neon_portable(const irnet_bconv_params *prm)
@@ -608,7 +983,7 @@ static int irnet_bconv_neon_portable(const irnet_bconv_params *prm)
 /* irnet_bconv_neon, compiled once per value of fused (a float output with a fused residual): a test per group
  * would cost the plain layers 2% of their instructions, and GCC allocates registers for a whole function. With
  * two copies GCC would call irnet_block and irnet_pack instead of inlining them (another 2%): always_inline. */
-static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const irnet_bconv_params *prm,
+static inline __attribute__((always_inline)) int irnet_bconv_neon_body(const irnet_bconv_params *prm,
     const uint32_t *in, uint32_t *out_bits, float *out_f32, const int fused)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
@@ -643,36 +1018,20 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
         IRNET_BCONV_NEON_THREADS;
 #endif
     const uint32_t *src = in;
-    int nrc = 1, ncc = 1, b, i, g0;
+    int nrc = 1, ncc = 1, b, i, g0, c16;
     if (k * k * cin > IRNET_MAX_BITS || scratch == 0 || prm->fuse.pool != 0) { /* irnet_bconv_neon_portable */
         irnet_bconv(prm, in, out_bits, out_f32);
-        return;
+        return 0;
     }
-    if (pad > 0 || paired) {
+    if (paired) {
+        irnet_paired_images(in, h, w, pad, pw, (uint32_t *)(scratch + q.padded));
+        src = (const uint32_t *)(scratch + q.padded);
+    } else if (pad > 0) {
         memset(padded, 0, (size_t)plane * sizeof(uint32_t));
         for (i = 0; i < h; ++i) {
             memcpy(padded + ((i + pad) * pw + pad) * words, in + i * w * words, (size_t)(w * words) * sizeof(uint32_t));
         }
         src = padded;
-    }
-    if (paired) {
-        /* V[i] = P[i] | P[i + pw] << 16, H[i] = P[i] | P[i + 1] << 16; at the end of the image the missing
-         * partner is zero (those words are never read as a pair). P's words are the low halves of H's, so
-         * that P is not kept: it lies where the pixel tables go next. */
-        uint32_t *v = (uint32_t *)(scratch + q.padded), *hz = v + plane;
-        for (i = 0; i + 4 <= plane - pw; i += 4) {
-            vst1q_u32(v + i, vsliq_n_u32(vld1q_u32(padded + i), vld1q_u32(padded + i + pw), 16));
-        }
-        for (; i < plane; ++i) {
-            v[i] = padded[i] | (i + pw < plane ? padded[i + pw] << 16 : 0);
-        }
-        for (i = 0; i + 4 <= plane - 1; i += 4) {
-            vst1q_u32(hz + i, vsliq_n_u32(vld1q_u32(padded + i), vld1q_u32(padded + i + 1), 16));
-        }
-        for (; i < plane; ++i) {
-            hz[i] = padded[i] | (i + 1 < plane ? padded[i + 1] << 16 : 0);
-        }
-        src = v;
     }
     if (zero_pad) {
         nrc = irnet_tap_ranges(ho, h, k, stride, pad, rs, ky0, ky1);
@@ -684,7 +1043,8 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
         ky0[0] = kx0[0] = 0;
         ky1[0] = kx1[0] = k;
     }
-    {
+    c16 = irnet_c16_applies(prm, paired, bits, nrc, q.stream - q.pixel_tables);
+    if (!c16) {
         /* pixels sorted by border class, so that most blocks share one class; a last partial block repeats its
          * first pixel, which writes the same results to the same place. A row of a class is written 4 pixels
          * at a time; up to 3 entries past its end are overwritten after. */
@@ -803,6 +1163,48 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
                 }
                 vst1q_u16(bound + i * ss + s, v);
             }
+        }
+        if (c16) {
+            const uint32_t *const v = (const uint32_t *)(scratch + q.padded);
+            uint8_t *const table = (uint8_t *)(scratch + q.pixel_tables);
+            irnet_c16_pack(weight, cout, bits, wpack);
+            irnet_c16_table(bound, ss, nrc, ncc, cs, wo, bits, table);
+            if (bits) {
+                irnet_c16_bits(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, out_bits);
+                return 0;
+            }
+#if defined(__aarch64__)
+            if (fused) {
+                if (fz.acts == 1) {
+                    irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
+                        out_f32, fz.residual, prm->fuse.sign, IRNET_ACT_NONE, IRNET_ACT_HARDTANH, 1, prm->fuse.sign != 0);
+                } else if (fz.acts == 2) {
+                    irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
+                        out_f32, fz.residual, prm->fuse.sign, IRNET_ACT_NONE, IRNET_ACT_RELU, 1, prm->fuse.sign != 0);
+                } else if (fz.acts == 3) {
+                    irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
+                        out_f32, fz.residual, prm->fuse.sign, IRNET_ACT_NONE, IRNET_ACT_NONE, 1, prm->fuse.sign != 0);
+                } else {
+                    irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
+                        out_f32, fz.residual, prm->fuse.sign, fz.act, fz.residual_act, 1, prm->fuse.sign != 0);
+                }
+            } else if (act == IRNET_ACT_HARDTANH) {
+                irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
+                    out_f32, 0, prm->fuse.sign, IRNET_ACT_HARDTANH, IRNET_ACT_NONE, 0, prm->fuse.sign != 0);
+            } else if (act == IRNET_ACT_RELU) {
+                irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
+                    out_f32, 0, prm->fuse.sign, IRNET_ACT_RELU, IRNET_ACT_NONE, 0, prm->fuse.sign != 0);
+            } else if (act == IRNET_ACT_NONE) {
+                irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
+                    out_f32, 0, prm->fuse.sign, IRNET_ACT_NONE, IRNET_ACT_NONE, 0, prm->fuse.sign != 0);
+            } else {
+                irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
+                    out_f32, 0, prm->fuse.sign, act, IRNET_ACT_NONE, 0, prm->fuse.sign != 0);
+            }
+            return prm->fuse.sign != 0; /* the sign words are written */
+#else
+            return 0;
+#endif
         }
         for (g0 = 0; g0 < groups; g0 += chunk) {
             const int g1 = g0 + chunk < groups ? g0 + chunk : groups;
@@ -999,28 +1401,31 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
             }
         }
     }
+    return 0;
 }
 
-static __attribute__((noinline)) void irnet_bconv_neon_plain(const irnet_bconv_params *prm, const uint32_t *in,
+/* (both return whether they wrote the fused sign words) */
+static __attribute__((noinline)) int irnet_bconv_neon_plain(const irnet_bconv_params *prm, const uint32_t *in,
     uint32_t *out_bits, float *out_f32)
 {
-    irnet_bconv_neon_body(prm, in, out_bits, out_f32, 0);
+    return irnet_bconv_neon_body(prm, in, out_bits, out_f32, 0);
 }
 
-static __attribute__((noinline)) void irnet_bconv_neon_fused(const irnet_bconv_params *prm, const uint32_t *in,
+static __attribute__((noinline)) int irnet_bconv_neon_fused(const irnet_bconv_params *prm, const uint32_t *in,
     float *out_f32)
 {
-    irnet_bconv_neon_body(prm, in, 0, out_f32, 1);
+    return irnet_bconv_neon_body(prm, in, 0, out_f32, 1);
 }
 
 void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
+    int signs_done;
     if (out_bits == 0 && prm->fuse.residual != 0) {
-        irnet_bconv_neon_fused(prm, in, out_f32);
+        signs_done = irnet_bconv_neon_fused(prm, in, out_f32);
     } else {
-        irnet_bconv_neon_plain(prm, in, out_bits, out_f32);
+        signs_done = irnet_bconv_neon_plain(prm, in, out_bits, out_f32);
     }
-    if (out_bits == 0 && prm->fuse.sign != 0 && !irnet_bconv_neon_portable(prm)) {
+    if (out_bits == 0 && prm->fuse.sign != 0 && !signs_done && !irnet_bconv_neon_portable(prm)) {
         /* packing the finished output costs less than gathering each group's bits and scattering the words */
         irnet_sign_pack_fast(out_f32, prm->ho * prm->wo, prm->cout, prm->fuse.sign);
     }
