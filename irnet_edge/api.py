@@ -317,8 +317,8 @@ class CompiledModel:
         """The per-layer table of ``irnet-edge summary``: output shapes, binary and full-precision parameters,
         bytes as deployed, binary and float MACs, totals. The bytes are the constants of the fused ops the C runs
         as codegen stores them (their total is ``save``'s manifest "weight_bytes"): each op's go to its main layer,
-        of the layers it implements the one with the most parameters (a conv's, not the BatchNorm folded into it,
-        nor the input normalisation whose table the stem reads).
+        of the layers it implements the one with the most parameters (a conv's, not the BatchNorm folded into it);
+        the input normalisation's table, which the stem reads, to the normalisation.
 
         Raises IrnetEdgeError for an op with constants whose source names no layer of the model."""
         from .ir import ops
@@ -336,6 +336,9 @@ class CompiledModel:
             if nbytes and not layers:
                 raise IrnetEdgeError(f"op {op.name} ({op.kind}) holds {nbytes} bytes of constants but its source "
                                      f"{op.source!r} names no layer of {self.name}")
+            if "norm" in op.consts:  # the normalisation's table: its layer is the first the fused stem names
+                layers[0].deployed_bytes += int(op.consts["norm"].nbytes)
+                nbytes -= int(op.consts["norm"].nbytes)
             if nbytes:
                 max(layers, key=lambda row: row.binary_params + row.float_params).deployed_bytes += nbytes
         return format_summary(rows, title)

@@ -164,6 +164,8 @@ def test_summary_and_codegen_report_the_same_weight_bytes(arch, tmp_path):
     assert line.startswith(f"deployed weight bytes: {manifest['weight_bytes']:,} ")
     total = next(t for t in model.summary().splitlines() if t.startswith("total"))
     assert f"{manifest['weight_bytes']:,}" in total.split()
+    norm = next(t for t in model.summary().splitlines() if " InputNorm " in t)  # its table, which the stem reads
+    assert norm.split()[5] == f"{256 * 4 * model.input_shape[0]:,}"
 
 
 def test_the_firmware_budget_counts_the_constants_its_c_holds(graphs):
