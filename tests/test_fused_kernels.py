@@ -355,6 +355,14 @@ int main(void)
     all(3, 32, 3, 2, 1, 0, 9, 15, 1); /* rows of windows in one call of the float assembly, stride 2 */
     all(128, 10, 3, 1, 0, 0, 3, 3, 0); /* the mcu classifier: a block of eight channels, two left */
     all(128, 128, 3, 1, 1, 0, 7, 7, 1);
+    /* maps one and two pixels wide, and padding wider than k / 2: a window row of one tap in the border paths */
+    all(32, 64, 3, 1, 1, 0, 7, 1, 0);
+    all(64, 64, 3, 1, 1, 1, 6, 2, 1);
+    all(32, 32, 3, 1, 2, 0, 5, 6, 2);
+    all(16, 16, 3, 1, 2, 1, 6, 5, 0);
+    all(64, 33, 3, 2, 2, 0, 5, 7, 1);
+    /* bits output over more than 128 channels (beyond the counters' preset path) */
+    all(64, 160, 3, 1, 1, 0, 4, 5, 0);
     /* more than 256 output channels: the optimised kernels pool such bits a chunk at a time */
     all(1, 288, 3, 1, 1, 0, 4, 4, 0);
     all(32, 288, 3, 1, 1, 1, 4, 5, 2);
