@@ -136,6 +136,9 @@ def test_real_board_firmware_builds_within_limits(board, real_firmware):
     flash_line = next(line for line in report.splitlines() if line.startswith("flash "))
     used, total = (int(n.replace(",", "")) for n in flash_line.split()[1:4:2])
     assert total == spec.flash["length"] and 0 < used < total
+    # the fit check's estimate, which refuses models before any build, holds what the linker placed
+    budget = json.loads((out / "firmware.json").read_text())["budget"]
+    assert used <= budget["flash_estimate"], (used, budget)
     assert "semihost" not in (out / "console.c").read_text()  # no debugger needed to run
 
 

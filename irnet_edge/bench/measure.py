@@ -238,10 +238,10 @@ def bench(graph: Graph, prefix: str, checkpoint_sha256: str, target: Deployment,
     seeded random input."""
     base_graph = float_baseline(graph) if baseline else None  # refuses unsupported graphs before any build
     if target.board is not None:
-        check_fit(graph, target.board, 1)
+        check_fit(graph, target.board, 1, target.cpu)
         if base_graph is not None:
             try:
-                check_fit(base_graph, target.board, 1)
+                check_fit(base_graph, target.board, 1, target.cpu)
             except IrnetEdgeError as exc:
                 raise IrnetEdgeError(f"the float32 baseline does not fit: {exc}; bench without --baseline here, or "
                                      "on a board with more memory (mps2-an386: 4 MB)") from None

@@ -16,7 +16,6 @@ from .schedule import schedule
 from .targets import get_target
 
 CLOCKS = ("full", "reset")  # firmware --clock: the board's full speed (PLL or crystal) or the clock after reset
-CODE_ESTIMATE = 24 * 1024  # startup, kernels (fused epilogues included), main, libc: 21.7 KB, mcu_m4 on the M4, -O2
 DEFAULT_STACK = 4096
 FEATURES = ("fpu", "dsp", "mve")
 
@@ -151,13 +150,14 @@ def resolve_cpu(board: Board, cpu: str | None) -> tuple[str, dict]:
 class Budget:
     weights: int
     samples: int
+    code: int  # startup, kernels, main, libc: the CPU's code_bytes (cpus.json), measured with mcu_m4 at -O2
     arena: int
     stack: int
     buffers: int
 
     @property
     def flash(self) -> int:
-        return self.weights + self.samples + CODE_ESTIMATE
+        return self.weights + self.samples + self.code
 
     @property
     def ram(self) -> int:
@@ -170,15 +170,17 @@ def firmware_weight_bytes(graph: Graph) -> int:
     return ops.weight_bytes(schedule(graph, get_target("cortex-m")).graph)
 
 
-def check_fit(graph: Graph, board: Board, samples: int) -> Budget:
+def check_fit(graph: Graph, board: Board, samples: int, cpu: str | None = None) -> Budget:
+    """The firmware's flash and RAM for graph on board (its own core, or cpu) with samples embedded inputs.
+    Raises IrnetEdgeError naming the numbers where they exceed the board's."""
     inp = graph.tensor(graph.input)
     budget = Budget(weights=firmware_weight_bytes(graph), samples=samples * (inp.nbytes + 1),
-                    arena=schedule(graph, get_target("cortex-m")).arena, stack=board.stack_bytes,
-                    buffers=inp.nbytes + 1024)
+                    code=resolve_cpu(board, cpu)[1]["code_bytes"], arena=schedule(graph, get_target("cortex-m")).arena,
+                    stack=board.stack_bytes, buffers=inp.nbytes + 1024)
     problems = []
     if budget.flash > board.flash["length"]:
         problems.append(f"flash: needs {budget.flash:,} bytes (weights {budget.weights:,}, samples "
-                        f"{budget.samples:,}, code about {CODE_ESTIMATE:,}), the board has {board.flash['length']:,}")
+                        f"{budget.samples:,}, code about {budget.code:,}), the board has {board.flash['length']:,}")
     if budget.ram > board.ram["length"]:
         problems.append(f"RAM: needs {budget.ram:,} bytes (arena {budget.arena:,}, stack {budget.stack:,}, "
                         f"buffers {budget.buffers:,}), the board has {board.ram['length']:,}")
@@ -215,7 +217,7 @@ def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Bo
     check_firmware_prefix(prefix)
     clock_hz, reset_clock_hz = clock_of(board, clock)
     cpu_name, cpu_preset = resolve_cpu(board, cpu)
-    budget = check_fit(graph, board, len(sample_inputs))
+    budget = check_fit(graph, board, len(sample_inputs), cpu_name)
     files, manifest = render(graph, get_target("cortex-m"), prefix, checkpoint_sha256,
                              selftest_input=sample_inputs[0], selftest_source=f"{dataset or 'input'} sample 0")
     # the project builds with its own Makefile: keep the model's C, not the library build files
@@ -248,7 +250,8 @@ def render_firmware(graph: Graph, prefix: str, checkpoint_sha256: str, board: Bo
         "board": board.name, "cpu": cpu_name, "prefix": prefix, "emulator": board.emulator,
         "emulated_by": board.emulated_by, "clock": {"mode": clock, "hz": clock_hz, "reset_hz": reset_clock_hz},
         "flash_tool": board.flash_tool, "flash": board.flash, "ram": board.ram, "budget": {
-            "weights": budget.weights, "samples": budget.samples, "arena": budget.arena, "stack": budget.stack,
+            "weights": budget.weights, "samples": budget.samples, "code": budget.code, "arena": budget.arena,
+            "stack": budget.stack,
             "flash_estimate": budget.flash, "ram_estimate": budget.ram},
         "model": manifest["model"], "checkpoint_sha256": checkpoint_sha256}, indent=2) + "\n"
     return files
