@@ -9,12 +9,12 @@
  *  - 16 output pixels are gathered into a stream [step][pixel][4 words], so one load feeds 4 pixels and the
  *    boundaries between kernel rows cost nothing in the inner loop.
  *  - Cin <= 16 fills half a word: the stream then holds two 16-bit taps per word (from images of vertically
- *    and horizontally paired pixels, the weights paired alike), 5 words for a 3x3 window instead of 9. The
- *    paired images are made straight from the input (irnet_paired_images), without the zero-bordered copy.
+ *    and horizontally paired pixels, the weights paired alike), 5 words for a 3x3 window instead of 9.
  *  - 3x3, stride 1, Cin <= 16 and 16 output channels (the CIFAR ResNets' first stage, an output width that is
  *    a multiple of 4): no gather; 4 pixels of a row at a time are read from the paired images, the popcounts
  *    stay in bytes (at most 144) and the bits, or the floats and their fused sign bits, are made in registers
- *    (irnet_c16_*).
+ *    (irnet_c16_*: a function of its own, which builds the paired images straight from the input, so that the
+ *    other layers' code is compiled as before).
  *  - Register block of 4 output channels x 16 pixels: per 128-bit step and pixel, VEOR and VCNT for each
  *    channel, pairwise adds fold the four channels' byte counts into one vector, one more pairwise add joins
  *    two pixels' vectors and VPADAL adds that to 16-bit lanes: lane c is the first pixel's channel c, lane
@@ -512,7 +512,7 @@ static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_
 typedef struct {
     int words, rn, paired, n, half, steps, pw, plane, groups, ss, chunk, pixels, blocks, zero_pad;
     size_t padded, ranges, pixel_tables, stream, rows4, wpack, tap_pops, bias, bufs, bound;
-    size_t copy; /* where P lies: padded (paired: no P is made; pixel_tables keeps its room) */
+    size_t copy; /* where P lies: padded, or pixel_tables when paired */
 } irnet_bconv_plan;
 
 static size_t irnet_piece(size_t *at, size_t bytes)
@@ -557,8 +557,7 @@ static irnet_bconv_plan irnet_bconv_plan_of(const irnet_bconv_params *prm, int b
     q->padded = irnet_piece(&at, q->paired ? (size_t)2 * q->plane * 4 : pad > 0 ? (size_t)q->plane * 4 : 0);
     /* rs[ho + 1], cs[wo + 1], ky0[ho], ky1[ho], kx0[wo], kx1[wo] */
     q->ranges = irnet_piece(&at, (size_t)(3 * ho + 3 * wo + 2) * sizeof(int));
-    /* first, dest, klass: [blocks * IRNET_PX + 3] each; paired, at least the room of P, which irnet_c16_table
-     * uses (and the scratch keeps its size) */
+    /* first, dest, klass: [blocks * IRNET_PX + 3] each; paired, P lies here until V and H are built from it */
     q->pixel_tables = irnet_piece(&at, (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int) >
         (size_t)(q->paired ? q->plane * 4 : 0) ? (size_t)3 * (q->blocks * IRNET_PX + 3) * sizeof(int) :
         (size_t)q->plane * 4);
@@ -664,35 +663,23 @@ static void irnet_c16_pack(const uint32_t *weight, int cout, int bits, uint32_t 
     }
 }
 
-/* whether the path applies (the block table must fit where the pixel tables would lie) */
-static inline int irnet_c16_applies(const irnet_bconv_params *prm, int paired, int bits, int nrc, size_t room)
-{
-#if !defined(__aarch64__)
-    if (!bits) {
-        return 0;
-    }
-#endif
-    /* the border pixels (x < pad or x >= wo - pad) lie in the first and the last block */
-    return paired && prm->k == 3 && prm->stride == 1 && prm->cout == 16 && prm->wo % 4 == 0 && prm->pad <= 4 &&
-        (size_t)nrc * (size_t)(prm->wo / 4) * (bits ? 64u : 128u) <= room;
-}
-
 /* Lays out the block table: per row class and block of 4 pixels, bits: 4 vectors (group g: byte 4p + c is the
  * bound of pixel p's class and slot 4g + c, at most 255); float: per group 2 vectors of 16-bit bounds (pixels 0
  * and 1, then 2 and 3, 4 slots each). Three kinds of blocks are made (the first of a row, the inner ones, all of
- * one class: irnet_c16_applies, and the last), then copied to their places. */
+ * one class: irnet_c16_applies, and the last), then copied to their places. The kinds and a 4 x 4 transpose
+ * lie past the table (scratch, as the table). */
 static void irnet_c16_table(const uint16_t *bound, int ss, int nrc, int ncc, const int *cs, int wo, int bits,
     uint8_t *table)
 {
     const int nb = wo / 4, per = bits ? 64 : 128;
-    uint8_t kinds[3 * 128];
+    uint8_t *const kinds = table + (size_t)nrc * nb * per;
+    uint32_t *const tmp = (uint32_t *)(kinds + 3 * per);
     int rc, kind, p, xb;
     for (rc = 0; rc < nrc; ++rc) {
         uint8_t *const row = table + (size_t)rc * nb * per;
         for (kind = 0; kind < 3; ++kind) {
             uint8_t *const t = kinds + kind * per;
             const int x0 = 4 * (kind == 0 ? 0 : kind == 2 || nb < 3 ? nb - 1 : 1);
-            uint8_t tmp[64];
             for (p = 0; p < 4; ++p) {
                 int cc = 0;
                 const uint16_t *b;
@@ -704,7 +691,7 @@ static void irnet_c16_table(const uint16_t *bound, int ss, int nrc, int ncc, con
                 lo = vld1q_u16(b);
                 hi = vld1q_u16(b + 8);
                 if (bits) {
-                    vst1q_u8(tmp + 16 * p, vcombine_u8(vqmovn_u16(lo), vqmovn_u16(hi)));
+                    vst1q_u32(tmp + 4 * p, vreinterpretq_u32_u8(vcombine_u8(vqmovn_u16(lo), vqmovn_u16(hi))));
                 } else {
                     uint16_t *const tf = (uint16_t *)t + 4 * p;
                     vst1_u16(tf, vget_low_u16(lo));
@@ -714,7 +701,7 @@ static void irnet_c16_table(const uint16_t *bound, int ss, int nrc, int ncc, con
                 }
             }
             if (bits) { /* a 4 x 4 transpose of words: group g of pixel p to lane p of vector g */
-                const uint32x4x4_t v = vld4q_u32((const uint32_t *)tmp);
+                const uint32x4x4_t v = vld4q_u32(tmp);
                 vst1q_u32((uint32_t *)t, v.val[0]);
                 vst1q_u32((uint32_t *)t + 4, v.val[1]);
                 vst1q_u32((uint32_t *)t + 8, v.val[2]);
@@ -973,6 +960,58 @@ static void irnet_paired_images(const uint32_t *in, int h, int w, int pad, int p
     }
 }
 
+/* The path of irnet_c16_applies, out of line (inlined, it would cost the register allocation of the other
+ * layers' loops) */
+static __attribute__((noinline)) int irnet_c16_run(const irnet_bconv_params *prm, const char *images, int plane,
+    int pw, const int *rs, int nrc, const int *cs, int ncc, const uint16_t *bound, int ss, uint8_t *table,
+    uint32_t *wpack, uint32_t *out_bits, float *out_f32)
+{
+    const uint32_t *const v = (const uint32_t *)images;
+    const int ho = prm->ho, wo = prm->wo, bits = out_bits != 0;
+    irnet_c16_pack(prm->weight, prm->cout, bits, wpack);
+    irnet_c16_table(bound, ss, nrc, ncc, cs, wo, bits, table);
+    if (bits) {
+        irnet_c16_bits(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, out_bits);
+        return 0;
+    }
+#if defined(__aarch64__)
+    {
+        const float *const mult = prm->mult, *const add = prm->add, *const res = prm->fuse.residual;
+        uint32_t *const sign = prm->fuse.sign;
+        const int act = prm->act, ract = prm->fuse.residual_act;
+        if (res != 0 && act == IRNET_ACT_NONE && ract == IRNET_ACT_HARDTANH) {
+            irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add, out_f32,
+                res, sign, IRNET_ACT_NONE, IRNET_ACT_HARDTANH, 1, sign != 0);
+        } else if (res != 0 && act == IRNET_ACT_NONE && ract == IRNET_ACT_RELU) {
+            irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add, out_f32,
+                res, sign, IRNET_ACT_NONE, IRNET_ACT_RELU, 1, sign != 0);
+        } else if (res != 0 && act == IRNET_ACT_NONE && ract == IRNET_ACT_NONE) {
+            irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add, out_f32,
+                res, sign, IRNET_ACT_NONE, IRNET_ACT_NONE, 1, sign != 0);
+        } else if (res != 0) {
+            irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add, out_f32,
+                res, sign, act, ract, 1, sign != 0);
+        } else if (act == IRNET_ACT_HARDTANH) {
+            irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add, out_f32,
+                0, sign, IRNET_ACT_HARDTANH, IRNET_ACT_NONE, 0, sign != 0);
+        } else if (act == IRNET_ACT_RELU) {
+            irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add, out_f32,
+                0, sign, IRNET_ACT_RELU, IRNET_ACT_NONE, 0, sign != 0);
+        } else if (act == IRNET_ACT_NONE) {
+            irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add, out_f32,
+                0, sign, IRNET_ACT_NONE, IRNET_ACT_NONE, 0, sign != 0);
+        } else {
+            irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add, out_f32,
+                0, sign, act, IRNET_ACT_NONE, 0, sign != 0);
+        }
+        return sign != 0; /* the sign words are written */
+    }
+#else
+    (void)out_f32;
+    return 0;
+#endif
+}
+
 /* whether irnet_bconv_neon computes with the portable irnet_bconv (pools: never fused here); the body tests
  * the same on its locals (with the call here GCC allocates the plain body's registers worse: 0.1 to 1%) */
 static int irnet_bconv_neon_portable(const irnet_bconv_params *prm)
@@ -983,7 +1022,7 @@ static int irnet_bconv_neon_portable(const irnet_bconv_params *prm)
 /* irnet_bconv_neon, compiled once per value of fused (a float output with a fused residual): a test per group
  * would cost the plain layers 2% of their instructions, and GCC allocates registers for a whole function. With
  * two copies GCC would call irnet_block and irnet_pack instead of inlining them (another 2%): always_inline. */
-static inline __attribute__((always_inline)) int irnet_bconv_neon_body(const irnet_bconv_params *prm,
+static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const irnet_bconv_params *prm,
     const uint32_t *in, uint32_t *out_bits, float *out_f32, const int fused)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
@@ -1018,20 +1057,36 @@ static inline __attribute__((always_inline)) int irnet_bconv_neon_body(const irn
         IRNET_BCONV_NEON_THREADS;
 #endif
     const uint32_t *src = in;
-    int nrc = 1, ncc = 1, b, i, g0, c16;
+    int nrc = 1, ncc = 1, b, i, g0;
     if (k * k * cin > IRNET_MAX_BITS || scratch == 0 || prm->fuse.pool != 0) { /* irnet_bconv_neon_portable */
         irnet_bconv(prm, in, out_bits, out_f32);
-        return 0;
+        return;
     }
-    if (paired) {
-        irnet_paired_images(in, h, w, pad, pw, (uint32_t *)(scratch + q.padded));
-        src = (const uint32_t *)(scratch + q.padded);
-    } else if (pad > 0) {
+    if (pad > 0 || paired) {
         memset(padded, 0, (size_t)plane * sizeof(uint32_t));
         for (i = 0; i < h; ++i) {
             memcpy(padded + ((i + pad) * pw + pad) * words, in + i * w * words, (size_t)(w * words) * sizeof(uint32_t));
         }
         src = padded;
+    }
+    if (paired) {
+        /* V[i] = P[i] | P[i + pw] << 16, H[i] = P[i] | P[i + 1] << 16; at the end of the image the missing
+         * partner is zero (those words are never read as a pair). P's words are the low halves of H's, so
+         * that P is not kept: it lies where the pixel tables go next. */
+        uint32_t *v = (uint32_t *)(scratch + q.padded), *hz = v + plane;
+        for (i = 0; i + 4 <= plane - pw; i += 4) {
+            vst1q_u32(v + i, vsliq_n_u32(vld1q_u32(padded + i), vld1q_u32(padded + i + pw), 16));
+        }
+        for (; i < plane; ++i) {
+            v[i] = padded[i] | (i + pw < plane ? padded[i + pw] << 16 : 0);
+        }
+        for (i = 0; i + 4 <= plane - 1; i += 4) {
+            vst1q_u32(hz + i, vsliq_n_u32(vld1q_u32(padded + i), vld1q_u32(padded + i + 1), 16));
+        }
+        for (; i < plane; ++i) {
+            hz[i] = padded[i] | (i + 1 < plane ? padded[i + 1] << 16 : 0);
+        }
+        src = v;
     }
     if (zero_pad) {
         nrc = irnet_tap_ranges(ho, h, k, stride, pad, rs, ky0, ky1);
@@ -1043,8 +1098,7 @@ static inline __attribute__((always_inline)) int irnet_bconv_neon_body(const irn
         ky0[0] = kx0[0] = 0;
         ky1[0] = kx1[0] = k;
     }
-    c16 = irnet_c16_applies(prm, paired, bits, nrc, q.stream - q.pixel_tables);
-    if (!c16) {
+    {
         /* pixels sorted by border class, so that most blocks share one class; a last partial block repeats its
          * first pixel, which writes the same results to the same place. A row of a class is written 4 pixels
          * at a time; up to 3 entries past its end are overwritten after. */
@@ -1163,48 +1217,6 @@ static inline __attribute__((always_inline)) int irnet_bconv_neon_body(const irn
                 }
                 vst1q_u16(bound + i * ss + s, v);
             }
-        }
-        if (c16) {
-            const uint32_t *const v = (const uint32_t *)(scratch + q.padded);
-            uint8_t *const table = (uint8_t *)(scratch + q.pixel_tables);
-            irnet_c16_pack(weight, cout, bits, wpack);
-            irnet_c16_table(bound, ss, nrc, ncc, cs, wo, bits, table);
-            if (bits) {
-                irnet_c16_bits(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, out_bits);
-                return 0;
-            }
-#if defined(__aarch64__)
-            if (fused) {
-                if (fz.acts == 1) {
-                    irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
-                        out_f32, fz.residual, prm->fuse.sign, IRNET_ACT_NONE, IRNET_ACT_HARDTANH, 1, prm->fuse.sign != 0);
-                } else if (fz.acts == 2) {
-                    irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
-                        out_f32, fz.residual, prm->fuse.sign, IRNET_ACT_NONE, IRNET_ACT_RELU, 1, prm->fuse.sign != 0);
-                } else if (fz.acts == 3) {
-                    irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
-                        out_f32, fz.residual, prm->fuse.sign, IRNET_ACT_NONE, IRNET_ACT_NONE, 1, prm->fuse.sign != 0);
-                } else {
-                    irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
-                        out_f32, fz.residual, prm->fuse.sign, fz.act, fz.residual_act, 1, prm->fuse.sign != 0);
-                }
-            } else if (act == IRNET_ACT_HARDTANH) {
-                irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
-                    out_f32, 0, prm->fuse.sign, IRNET_ACT_HARDTANH, IRNET_ACT_NONE, 0, prm->fuse.sign != 0);
-            } else if (act == IRNET_ACT_RELU) {
-                irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
-                    out_f32, 0, prm->fuse.sign, IRNET_ACT_RELU, IRNET_ACT_NONE, 0, prm->fuse.sign != 0);
-            } else if (act == IRNET_ACT_NONE) {
-                irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
-                    out_f32, 0, prm->fuse.sign, IRNET_ACT_NONE, IRNET_ACT_NONE, 0, prm->fuse.sign != 0);
-            } else {
-                irnet_c16_float(v, v + plane, pw, ho, wo, rs, nrc, table, (const uint8_t *)wpack, mult, add,
-                    out_f32, 0, prm->fuse.sign, act, IRNET_ACT_NONE, 0, prm->fuse.sign != 0);
-            }
-            return prm->fuse.sign != 0; /* the sign words are written */
-#else
-            return 0;
-#endif
         }
         for (g0 = 0; g0 < groups; g0 += chunk) {
             const int g1 = g0 + chunk < groups ? g0 + chunk : groups;
@@ -1401,31 +1413,128 @@ static inline __attribute__((always_inline)) int irnet_bconv_neon_body(const irn
             }
         }
     }
-    return 0;
 }
 
-/* (both return whether they wrote the fused sign words) */
-static __attribute__((noinline)) int irnet_bconv_neon_plain(const irnet_bconv_params *prm, const uint32_t *in,
+/* The path of irnet_c16_run where it applies (else -1; then irnet_bconv_neon_body computes): its own set-up of
+ * the scratch as the body lays it out (the paired images, the border ranges and the bounds per class, computed as
+ * the body computes them), then the rows. Returns whether the fused sign words are written. */
+static __attribute__((noinline)) int irnet_c16(const irnet_bconv_params *prm, const uint32_t *in,
     uint32_t *out_bits, float *out_f32)
 {
-    return irnet_bconv_neon_body(prm, in, out_bits, out_f32, 0);
+    const int bits = out_bits != 0;
+    if (prm->cin > 16 || prm->k != 3 || prm->stride != 1 || prm->cout != 16 || prm->wo % 4 != 0 || prm->pad > 4 ||
+        prm->scratch == 0 || prm->fuse.pool != 0) {
+        return -1; /* the border pixels (x < pad or x >= wo - pad) must lie in the first and the last block */
+    }
+#if !defined(__aarch64__)
+    if (!bits) {
+        return -1; /* armv7 finishes floats in scalar code: the body */
+    }
+#endif
+    {
+        const int k = 3, cin = prm->cin, cout = 16, h = prm->h, w = prm->w, pad = prm->pad, ho = prm->ho;
+        const int wo = prm->wo;
+        const irnet_bconv_plan q = irnet_bconv_plan_of(prm, bits);
+        char *const scratch = (char *)prm->scratch + (-(uintptr_t)prm->scratch & 15);
+        const int ss = q.ss, slots = 4 * q.groups;
+        int *const rs = (int *)(scratch + q.ranges), *const cs = rs + ho + 1, *const ky0 = cs + wo + 1;
+        int *const ky1 = ky0 + ho, *const kx0 = ky1 + ho, *const kx1 = kx0 + wo;
+        int *const absent = (int *)(scratch + q.stream) + 4 * q.steps + 3 * q.n;
+        uint16_t *const bound = (uint16_t *)(scratch + q.bound), *const tap_pops = (uint16_t *)(scratch + q.tap_pops);
+        int32_t *const bias = (int32_t *)(scratch + q.bias);
+        uint8_t *const table = (uint8_t *)(scratch + q.pixel_tables);
+        int nrc = 1, ncc = 1, g, t, i;
+        if (q.zero_pad) {
+            nrc = irnet_tap_ranges(ho, h, k, 1, pad, rs, ky0, ky1);
+            ncc = irnet_tap_ranges(wo, w, k, 1, pad, cs, kx0, kx1);
+        } else {
+            rs[0] = cs[0] = 0;
+            rs[1] = ho;
+            cs[1] = wo;
+            ky0[0] = kx0[0] = 0;
+            ky1[0] = kx1[0] = k;
+        }
+        if (((size_t)nrc * (size_t)(wo / 4) + 3) * (bits ? 64u : 128u) + 64 > (size_t)(q.stream - q.pixel_tables)) {
+            return -1; /* the block table would not fit where the pixel tables lie */
+        }
+        irnet_paired_images(in, h, w, pad, q.pw, (uint32_t *)(scratch + q.padded));
+        /* the bounds per border class and slot, as irnet_bconv_neon_body computes them */
+        if (q.zero_pad) {
+            for (g = 0; g < ss / 4; ++g) {
+                const uint32_t *wr[4];
+                irnet_rows(prm->weight, 9, cout, bits, g, wr);
+                for (t = 0; t < 9; t += 2) {
+                    const uint16x8_t a = irnet_row_pops(wr, t, 1);
+                    const uint16x8_t v = irnet_padd16(a, t + 1 < 9 ? irnet_row_pops(wr, t + 1, 1) : a);
+                    vst1_u16(tap_pops + t * ss + 4 * g, vget_low_u16(v));
+                    if (t + 1 < 9) {
+                        vst1_u16(tap_pops + (t + 1) * ss + 4 * g, vget_high_u16(v));
+                    }
+                }
+            }
+        }
+        for (i = 0; bits && i < ss; ++i) {
+            const int ch = i < slots ? irnet_slot_channel(i, cout, bits) : -1;
+            const int32_t tv = ch >= 0 ? prm->threshold[ch] : -32768;
+            bias[i] = 2 - (tv < -32768 ? -32768 : tv > 32767 ? 32767 : tv);
+        }
+        for (i = 0; i < nrc * ncc; ++i) {
+            const int rc = i / ncc, cc = i % ncc;
+            const int y0 = ky0[rc], y1 = ky1[rc], x0 = kx0[cc], x1 = kx1[cc];
+            const uint16x8_t counted = vdupq_n_u16((uint16_t)((y1 - y0) * (x1 - x0) * cin));
+            int na = 0, a, s;
+            for (t = 0; t < 9; ++t) {
+                const int ty = t / 3, tx = t % 3;
+                if (ty < y0 || ty >= y1 || tx < x0 || tx >= x1) {
+                    absent[na++] = t * ss;
+                }
+            }
+            for (s = 0; s < ss; s += 8) {
+                uint16x8_t v = vdupq_n_u16(0);
+                for (a = 0; a < na; ++a) {
+                    v = vaddq_u16(v, vld1q_u16(tap_pops + absent[a] + s));
+                }
+                v = vmlaq_n_u16(counted, v, 2);
+                if (bits) {
+                    const int32x4_t lo = vreinterpretq_s32_u32(
+                        vaddw_u16(vreinterpretq_u32_s32(vld1q_s32(bias + s)), vget_low_u16(v)));
+                    const int32x4_t hi = vreinterpretq_s32_u32(
+                        vaddw_u16(vreinterpretq_u32_s32(vld1q_s32(bias + s + 4)), vget_high_u16(v)));
+                    v = vminq_u16(vcombine_u16(vqshrun_n_s32(lo, 1), vqshrun_n_s32(hi, 1)), vdupq_n_u16(32767));
+                }
+                vst1q_u16(bound + i * ss + s, v);
+            }
+        }
+        return irnet_c16_run(prm, scratch + q.padded, q.plane, q.pw, rs, nrc, cs, ncc, bound, ss, table,
+            (uint32_t *)(scratch + q.wpack), out_bits, out_f32);
+    }
 }
 
-static __attribute__((noinline)) int irnet_bconv_neon_fused(const irnet_bconv_params *prm, const uint32_t *in,
+static __attribute__((noinline)) void irnet_bconv_neon_plain(const irnet_bconv_params *prm, const uint32_t *in,
+    uint32_t *out_bits, float *out_f32)
+{
+    irnet_bconv_neon_body(prm, in, out_bits, out_f32, 0);
+}
+
+static __attribute__((noinline)) void irnet_bconv_neon_fused(const irnet_bconv_params *prm, const uint32_t *in,
     float *out_f32)
 {
-    return irnet_bconv_neon_body(prm, in, 0, out_f32, 1);
+    irnet_bconv_neon_body(prm, in, 0, out_f32, 1);
 }
 
 void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
-    int signs_done;
-    if (out_bits == 0 && prm->fuse.residual != 0) {
-        signs_done = irnet_bconv_neon_fused(prm, in, out_f32);
+    const int c16 = irnet_c16(prm, in, out_bits, out_f32);
+    if (c16 >= 0) {
+        if (c16 > 0 || out_bits != 0 || prm->fuse.sign == 0) {
+            return;
+        }
+    } else if (out_bits == 0 && prm->fuse.residual != 0) {
+        irnet_bconv_neon_fused(prm, in, out_f32);
     } else {
-        signs_done = irnet_bconv_neon_plain(prm, in, out_bits, out_f32);
+        irnet_bconv_neon_plain(prm, in, out_bits, out_f32);
     }
-    if (out_bits == 0 && prm->fuse.sign != 0 && !signs_done && !irnet_bconv_neon_portable(prm)) {
+    if (out_bits == 0 && prm->fuse.sign != 0 && !irnet_bconv_neon_portable(prm)) {
         /* packing the finished output costs less than gathering each group's bits and scattering the words */
         irnet_sign_pack_fast(out_f32, prm->ho * prm->wo, prm->cout, prm->fuse.sign);
     }
