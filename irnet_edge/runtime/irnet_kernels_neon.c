@@ -1422,9 +1422,11 @@ static __attribute__((noinline)) int irnet_c16(const irnet_bconv_params *prm, co
     uint32_t *out_bits, float *out_f32)
 {
     const int bits = out_bits != 0;
-    if (prm->cin > 16 || prm->k != 3 || prm->stride != 1 || prm->cout != 16 || prm->wo % 4 != 0 || prm->pad > 4 ||
+    if (prm->cin > 16 || prm->k != 3 || prm->stride != 1 || prm->cout != 16 || prm->wo % 4 != 0 || prm->pad > 2 ||
         prm->scratch == 0 || prm->fuse.pool != 0) {
-        return -1; /* the border pixels (x < pad or x >= wo - pad) must lie in the first and the last block */
+        /* the border pixels (x < pad or x >= wo - pad) must lie in the first and the last block; a pad of k or
+         * more leaves windows without taps, which the body's bounds do not take (the body computes those) */
+        return -1;
     }
 #if !defined(__aarch64__)
     if (!bits) {
