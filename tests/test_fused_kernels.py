@@ -361,6 +361,13 @@ int main(void)
     all(32, 32, 3, 1, 2, 0, 5, 6, 2);
     all(16, 16, 3, 1, 2, 1, 6, 5, 0);
     all(64, 33, 3, 2, 2, 0, 5, 7, 1);
+    /* padding as wide as the kernel or wider: rows and columns of windows wholly in the padding (bands of such
+     * rows read no row of the map) */
+    all(3, 16, 1, 1, 1, 0, 5, 6, 0);
+    all(1, 8, 3, 2, 3, 0, 6, 7, 1);
+    all(32, 32, 1, 1, 2, 0, 5, 6, 2);
+    all(16, 16, 3, 1, 4, 1, 6, 5, 0);
+    all(64, 32, 3, 1, 3, 0, 4, 4, 1);
     /* bits output over more than 128 channels (beyond the counters' preset path) */
     all(64, 160, 3, 1, 1, 0, 4, 5, 0);
     /* more than 256 output channels: the optimised kernels pool such bits a chunk at a time */

@@ -273,6 +273,13 @@ static int grid(int every)
                              IRNET_ACT_HARDTANH, IRNET_ACT_RELU, 0, 1);
         fails += !bits_case(resnet[i][0], resnet[i][0], resnet[i][1], resnet[i][2], 3, resnet[i][3], 1, i % 2);
     }
+    for (mode = 0; mode < 5; ++mode) { /* padding as wide as the kernel or wider: windows wholly in the padding */
+        fails += !conv_case(5, 6, 3, 16, 1, 1, 1, mode % 3, IRNET_ACT_NONE, mode, mode % 2);
+        fails += !conv_case(6, 7, 1, 8, 3, 2, 3, IRNET_ACT_HARDTANH, mode % 3, mode, 1);
+        fails += !bconv_case(6, 5, 16, 16, 3, 1, 4, mode % 2, IRNET_ACT_NONE, mode % 3, mode, mode % 2);
+        fails += !bconv_case(5, 6, 32, 32, 1, 1, 2, 0, IRNET_ACT_HARDTANH, mode % 3, mode, 1);
+        fails += !bits_case(6, 5, 16, 16, 3, 1, 3 + mode % 2, mode % 2);
+    }
     for (mode = 0; mode < 5; ++mode) { /* the stem */
         fails += !conv_case(32, 32, 3, 16, 3, 1, 1, mode % 3, IRNET_ACT_HARDTANH, mode, mode % 2);
     }

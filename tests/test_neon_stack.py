@@ -281,37 +281,43 @@ def test_planner_scratch_equals_the_runtime_function(isa, tmp_path):
 
 def test_arena_holds_the_scratch_apart_from_the_ops_tensors(stage1_model, drivers):
     """The cortex-a arena (manifest.json, NAME_ARENA_SIZE, the static arena) includes each binary conv's
-    scratch, placed away from the tensors alive during its op; host C is unchanged (no scratch)."""
+    scratch and the normalisation-fused stem's band, placed away from the tensors alive during its op; host C
+    has the band only."""
     import json
 
     from irnet_edge.codegen.planner import op_scratch, plan, scratch_name
+    from irnet_edge.codegen.schedule import schedule
 
     graph, ckpt, _ = stage1_model
+    ran = schedule(graph, get_target("cortex-a")).graph  # the stem reads the pixels: the normalisation fused
     tree = drivers["aarch64"][0].parent
     manifest = json.loads((tree / "manifest.json").read_text())
-    scratch = {i: op_scratch(graph, op, "bconv_neon" if op.kind == "bconv" else op.kind)
-               for i, op in enumerate(graph.ops)}
-    placements, arena = plan(graph, scratch)
-    assert manifest["arena_bytes"] == arena > plan(graph)[1]
+    scratch = {i: op_scratch(ran, op, "bconv_neon" if op.kind == "bconv" else op.kind) for i, op in enumerate(ran.ops)}
+    placements, arena = plan(ran, scratch)
+    band_only = {i: nbytes for i, nbytes in scratch.items() if ran.ops[i].kind != "bconv"}
+    assert manifest["arena_bytes"] == arena > plan(ran, band_only)[1]
     model_c = (tree / "src" / "stk.c").read_text()
     assert f"stk_arena[{max(arena // 4, 1)}]" in model_c
-    for i, op in enumerate(graph.ops):
+    for i, op in enumerate(ran.ops):
         entry = manifest["ops"][i]
         assert entry["scratch_bytes"] == scratch[i]
-        if op.kind != "bconv":
-            assert scratch[i] == 0 and entry["scratch_offset"] is None
+        assert (scratch[i] > 0) == (op.kind == "bconv" or "norm" in op.consts)
+        if not scratch[i]:
+            assert entry["scratch_offset"] is None
             continue
-        assert scratch[i] > 0
         where = placements[scratch_name(i)]
         assert entry["scratch_offset"] == where.offset and where.offset + where.size <= arena
-        assert f".scratch = &stk_arena[{where.offset // 4}].u}};" in model_c
+        member = ".scratch = &stk_arena[{}].u}};" if op.kind == "bconv" else ".band = &stk_arena[{}].f,"
+        assert member.format(where.offset // 4) in model_c
         for name in (*op.inputs, op.output):
             if name in placements:
                 other = placements[name]
                 assert other.offset + other.size <= where.offset or where.offset + where.size <= other.offset
     files, host_manifest = render(graph, get_target("host"), "stk", ckpt.sha256)
-    assert "scratch" not in files["src/stk.c"] and host_manifest["arena_bytes"] == plan(graph)[1]
-    assert all(entry["scratch_bytes"] == 0 for entry in host_manifest["ops"])
+    host = schedule(graph, get_target("host"))
+    assert ".scratch" not in files["src/stk.c"] and host_manifest["arena_bytes"] == host.arena
+    assert [entry["scratch_bytes"] > 0 for entry in host_manifest["ops"]] == ["norm" in op.consts
+                                                                             for op in host.graph.ops]
 
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])

@@ -1671,6 +1671,10 @@ static __attribute__((noinline)) void irnet_bconv_rows(const irnet_bconv_params 
 
 void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
+    if (prm->pad >= prm->k) { /* windows wholly in the padding, which the assembly is not written for */
+        irnet_bconv(prm, in, out_bits, out_f32);
+        return;
+    }
 #if defined(IRNET_CM_H3)
     if (prm->cin <= 16 && prm->k == 3 && prm->pad <= 1) {
         irnet_bconv_h3(prm, in, out_bits, out_f32);
