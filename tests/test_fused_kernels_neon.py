@@ -273,6 +273,13 @@ static int grid(int every)
                              IRNET_ACT_HARDTANH, IRNET_ACT_RELU, 0, 1);
         fails += !bits_case(resnet[i][0], resnet[i][0], resnet[i][1], resnet[i][2], 3, resnet[i][3], 1, i % 2);
     }
+    for (i = 0; i < 9; ++i) { /* 3x3 stride 1 into 16 channels, widths of whole blocks of 4 (irnet_c16) */
+        static const int cins[3] = {1, 7, 16};
+        const int pad = i % 3, cin = cins[i / 3];
+        fails += !bconv_case(8, 12, cin, 16, 3, 1, pad, i % 2, i % 3, (i + 1) % 3, i % 5, i % 2);
+        fails += !bits_case(5, 16, cin, 16, 3, 1, pad, (i + 1) % 2);
+        fails += !bits_case(9, 4, cin, 16, 3, 1, pad, 0);
+    }
     for (mode = 0; mode < 5; ++mode) { /* padding as wide as the kernel or wider: windows wholly in the padding */
         fails += !conv_case(5, 6, 3, 16, 1, 1, 1, mode % 3, IRNET_ACT_NONE, mode, mode % 2);
         fails += !conv_case(6, 7, 1, 8, 3, 2, 3, IRNET_ACT_HARDTANH, mode % 3, mode, 1);
