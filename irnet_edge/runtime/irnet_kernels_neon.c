@@ -1016,10 +1016,7 @@ static __attribute__((noinline)) int irnet_c16_run(const irnet_bconv_params *prm
  * the same on its locals (with the call here GCC allocates the plain body's registers worse: 0.1 to 1%) */
 static int irnet_bconv_neon_portable(const irnet_bconv_params *prm)
 {
-    /* padding as wide as the kernel (windows wholly in it): the portable kernel, which the blocked paths are not
-     * written for */
-    return prm->k * prm->k * prm->cin > IRNET_MAX_BITS || prm->scratch == 0 || prm->fuse.pool != 0 ||
-        prm->pad >= prm->k;
+    return prm->k * prm->k * prm->cin > IRNET_MAX_BITS || prm->scratch == 0 || prm->fuse.pool != 0;
 }
 
 /* irnet_bconv_neon, compiled once per value of fused (a float output with a fused residual): a test per group
@@ -1061,7 +1058,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_neon_body(const ir
 #endif
     const uint32_t *src = in;
     int nrc = 1, ncc = 1, b, i, g0;
-    if (irnet_bconv_neon_portable(prm)) {
+    if (k * k * cin > IRNET_MAX_BITS || scratch == 0 || prm->fuse.pool != 0) { /* irnet_bconv_neon_portable */
         irnet_bconv(prm, in, out_bits, out_f32);
         return;
     }
@@ -1529,7 +1526,12 @@ static __attribute__((noinline)) void irnet_bconv_neon_fused(const irnet_bconv_p
 
 void irnet_bconv_neon(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
 {
-    const int c16 = irnet_c16(prm, in, out_bits, out_f32);
+    int c16;
+    if (prm->pad >= prm->k) { /* windows wholly in the padding, which the blocked paths are not written for */
+        irnet_bconv(prm, in, out_bits, out_f32);
+        return;
+    }
+    c16 = irnet_c16(prm, in, out_bits, out_f32);
     if (c16 >= 0) {
         if (c16 > 0 || out_bits != 0 || prm->fuse.sign == 0) {
             return;
