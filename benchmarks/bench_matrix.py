@@ -17,6 +17,7 @@ import matplotlib
 import torch
 
 from irnet_edge.bench import bench
+from irnet_edge.bench.report import baseline_per_layer
 from irnet_edge.data import get_dataset_info
 from irnet_edge.errors import IrnetEdgeError
 from irnet_edge.ir import export
@@ -95,17 +96,6 @@ def conv_rows(results: list[dict]) -> list[str]:
                             f"{layer['binary_macs']:,} | {layer['instructions']:,} | "
                             f"{layer['binary_macs_per_instruction']:.2f} |")
     return rows
-
-
-def baseline_per_layer(layers: list[dict], baseline: list[dict]) -> list[int]:
-    """The baseline's instructions beside each binary op: the baseline runs the unfused ops, and a fused binary op's
-    source joins the sources of the ops it took in with "; " (a pool the conv's own source names is not repeated)."""
-    owner = {part: i for i, layer in enumerate(layers) for group in layer["source"].split("; ")
-             for part in (group, *group.split(", "))}
-    sums = [0] * len(layers)
-    for op in baseline:
-        sums[owner[op["source"]]] += op["instructions"]
-    return sums
 
 
 def chart(results: list[dict], path: Path) -> None:

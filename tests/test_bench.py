@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from irnet_edge.bench import SCHEMA, bench, measure, to_text
 from irnet_edge.bench.m4_cycles import REFILL, estimate
 from irnet_edge.bench.plugin import Block, Report, parse_report
+from irnet_edge.bench.report import baseline_per_layer
 from irnet_edge.cli import main
 from irnet_edge.codegen.firmware import load_board
 from irnet_edge.codegen.schedule import schedule
@@ -86,6 +87,14 @@ def test_float_baseline_on_cortex_m4_costs_more_and_computes_the_same_logits(mcu
     assert result.binary.cycles.cycles > result.binary.instructions  # loads and branches take > 1 cycle
     text = to_text(result)
     assert "estimated" in text and "float32 baseline" in text and f"{result.binary.instructions:,}" in text
+    # each row's baseline is the baseline ops it fuses (the stem: the normalisation and the conv), not a row's
+    # neighbour by position
+    beside = baseline_per_layer(result.binary.layers, result.baseline.layers)
+    assert sum(beside) == result.baseline.instructions and len(result.baseline.layers) > len(result.binary.layers)
+    stem = result.binary.layers[0]
+    assert beside[0] == sum(op.instructions for op in result.baseline.layers if op.source in stem.source.split("; "))
+    row = next(line for line in text.splitlines() if line.startswith("  0  conv_f32"))
+    assert f"| {beside[0]:>16,} " in row and row.split()[2].startswith("0..")  # input_norm to the stem's last
 
 
 @pytest.mark.parametrize("case", [c for c in GRID if c["binary"] and c["padding_value"] == "zero"], ids=grid_id)

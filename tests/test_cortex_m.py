@@ -189,3 +189,21 @@ def test_rp2040_image_has_a_valid_boot_loader_and_uf2(real_firmware):
     assert (magic0, magic1, flags, address, size, family) == (0x0A324655, 0x9E5D5157, 0x2000, 0x10000000, 256,
                                                                0xE48BFF56)
     assert uf2[32:32 + 256] == image[:256] and struct.unpack("<I", uf2[508:512])[0] == 0x0AB16F30
+
+
+def test_a_firmware_the_linker_cannot_place_is_one_error_line(real_firmware, tmp_path):
+    """Where the fit check's estimate was short, the linker's overflow comes back as one line with its numbers,
+    not as the build log."""
+    import re
+    import shutil
+
+    tree = tmp_path / "fw"
+    shutil.copytree(real_firmware["nucleo-f446re"][0], tree)
+    for built in (*tree.glob("*.o"), tree / "app.elf"):
+        built.unlink(missing_ok=True)
+    script = tree / "linker.ld"
+    script.write_text(re.sub(r"(FLASH \(rx\) : ORIGIN = \w+, LENGTH = )\d+", r"\g<1>65536", script.read_text()))
+    with pytest.raises(IrnetEdgeError) as failure:
+        qemu.build_firmware(tree)
+    message = str(failure.value)
+    assert "\n" not in message and re.search(r"FLASH region overflowed by [\d,]+ bytes", message), message

@@ -150,7 +150,7 @@ def resolve_cpu(board: Board, cpu: str | None) -> tuple[str, dict]:
 class Budget:
     weights: int
     samples: int
-    code: int  # startup, kernels, main, libc: the CPU's code_bytes (cpus.json), measured with mcu_m4 at -O2
+    code: int  # startup, kernels, main, libc: the CPU's code_bytes (cpus.json), measured, with a 2 KB margin
     arena: int
     stack: int
     buffers: int

@@ -109,6 +109,7 @@ def emulator_clock_hz(board: Board) -> int:
 
 
 COMPILERS = ("gcc", "clang")
+_OVERFLOW = re.compile(r"region [`']?(\w+)'? overflowed by (\d+) bytes")  # GNU ld's message
 
 
 def build_firmware(tree: Path, extra_cflags: str = "", compiler: str = "gcc") -> Path:
@@ -122,8 +123,15 @@ def build_firmware(tree: Path, extra_cflags: str = "", compiler: str = "gcc") ->
     result = subprocess.run(["make", "-C", str(tree), f"-j{os.cpu_count() or 1}", f"EXTRA_CFLAGS={extra_cflags}",
                              f"COMPILER={compiler}"], capture_output=True, text=True)
     if result.returncode != 0:
-        raise IrnetEdgeError(f"building the firmware in {tree} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+        log = result.stdout + result.stderr
+        overflow = _OVERFLOW.search(log)
+        if overflow:  # the fit check's estimate was short: say so in one line, with the numbers
+            raise IrnetEdgeError(f"the firmware does not fit: the linker's {overflow.group(1)} region overflowed by "
+                                 f"{int(overflow.group(2)):,} bytes (the fit check estimated the code below what it "
+                                 "takes); use a smaller model, fewer --samples, or a board with more memory")
+        raise IrnetEdgeError(f"building the firmware in {tree} failed:\n{log[-4000:]}")
     return tree / "app.elf"
+
 
 
 def instructions_per_inference(output: str, clock_hz: int) -> int | None:
