@@ -174,9 +174,10 @@ def check_fit(graph: Graph, board: Board, samples: int, cpu: str | None = None) 
     """The firmware's flash and RAM for graph on board (its own core, or cpu) with samples embedded inputs.
     Raises IrnetEdgeError naming the numbers where they exceed the board's."""
     inp = graph.tensor(graph.input)
-    budget = Budget(weights=firmware_weight_bytes(graph), samples=samples * (inp.nbytes + 1),
-                    code=resolve_cpu(board, cpu)[1]["code_bytes"], arena=schedule(graph, get_target("cortex-m")).arena,
-                    stack=board.stack_bytes, buffers=inp.nbytes + 1024)
+    planned = schedule(graph, get_target("cortex-m"))  # the fused ops the firmware's C runs: constants and arena
+    budget = Budget(weights=ops.weight_bytes(planned.graph), samples=samples * (inp.nbytes + 1),
+                    code=resolve_cpu(board, cpu)[1]["code_bytes"], arena=planned.arena, stack=board.stack_bytes,
+                    buffers=inp.nbytes + 1024)
     problems = []
     if budget.flash > board.flash["length"]:
         problems.append(f"flash: needs {budget.flash:,} bytes (weights {budget.weights:,}, samples "
