@@ -137,6 +137,18 @@ static void report(const char *what, int kind, int cin, int cout, int k, int str
     say("\n");
 }
 
+/* The fused call's outputs as garbage, and its float output as the residual where it is added in place (modes 2
+ * and 4): n floats */
+static void fresh_outputs(int mode, int n)
+{
+    memset(got_f, 0xA5, sizeof got_f);
+    memset(got_b, 0xA5, sizeof got_b);
+    memset(got_s, 0x5A, sizeof got_s);
+    if (mode == 2 || mode == 4) {
+        memcpy(got_f, res, (size_t)n * sizeof(float));
+    }
+}
+
 /* mode: 0 nothing fused, 1 residual, 2 residual in place, 3 residual + sign, 4 residual in place + sign, 5 sign,
  * 6 pool 2, 7 pool 3; kind: 0 bconv float output, 1 bconv bits, 2 conv_f32 float, 3 conv_f32 bits. The inputs
  * and weights are those of the last fill (new ones each configuration). */
@@ -177,14 +189,9 @@ static void run(int kind, int cin, int cout, int k, int stride, int pad, int pad
         res[i] = value();
     }
     memset(ref_f, 0xA5, sizeof ref_f);
-    memset(got_f, 0xA5, sizeof got_f);
     memset(ref_b, 0xA5, sizeof ref_b);
-    memset(got_b, 0xA5, sizeof got_b);
     memset(ref_s, 0x5A, sizeof ref_s);
-    memset(got_s, 0x5A, sizeof got_s);
-    if (mode == 2 || mode == 4) {
-        memcpy(got_f, res, (size_t)(ho * wo * cout) * sizeof(float));
-    }
+    fresh_outputs(mode, ho * wo * cout);
     memset(&bp, 0, sizeof bp);
     bp.h = h, bp.w = w, bp.cin = cin, bp.cout = cout, bp.k = k, bp.stride = stride, bp.pad = pad;
     bp.pad_one = pad_one, bp.ho = ho, bp.wo = wo, bp.weight = wb, bp.act = act;
@@ -229,12 +236,7 @@ static void run(int kind, int cin, int cout, int k, int stride, int pad, int pad
     for (variant = 0; variant < (kind < 2 || cin > NORM_CHANNELS ? 1 : 2); ++variant) {
         if (variant == 1) {
             const int unit = pool ? pool : 1;
-            memset(got_f, 0xA5, sizeof got_f);
-            memset(got_b, 0xA5, sizeof got_b);
-            memset(got_s, 0x5A, sizeof got_s);
-            if (mode == 2 || mode == 4) {
-                memcpy(got_f, res, (size_t)(ho * wo * cout) * sizeof(float));
-            }
+            fresh_outputs(mode, ho * wo * cout);
             memset(&up, 0, sizeof up);
             up.conv = cp;
             up.norm = norm;
