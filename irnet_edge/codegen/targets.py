@@ -41,7 +41,9 @@ TARGETS = {t.name: t for t in (
            "the model with NEON kernels for Linux on aarch64 or armv7, with the runner and a Makefile that "
            "cross-compiles or builds on the board",
            kernels=(("bconv", "bconv_neon"), ("conv_f32", "conv_f32_neon"), ("sign_pack", "sign_pack_neon"),
-                    ("add", "add_neon"), ("maxpool2d_f32", "maxpool2d_f32_neon")),
+                    ("add", "add_neon"), ("maxpool2d_f32", "maxpool2d_f32_neon"),
+                    ("maxpool_f32", "maxpool_f32_neon"), ("avgpool", "avgpool_neon"),
+                    ("shortcut_a", "shortcut_a_neon")),
            channels_last=(("conv_f32", "weight"),), options=("isa",), needs=("isa",),
            # the NEON binary conv shares blocks of pixels among threads, so one window's pixels may be on two:
            # a pool fused there would run the portable kernel

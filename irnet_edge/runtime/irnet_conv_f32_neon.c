@@ -737,6 +737,103 @@ void irnet_maxpool2d_f32_neon(const irnet_maxpool2d_f32_params *prm, const float
 #endif
 }
 
+#if defined(__aarch64__)
+/* 16 floats at src, the sign bits of the min channels flipped when flip (a constant after inlining) */
+static inline __attribute__((always_inline)) float32x4x4_t irnet_load16_flipped(const float *src, int flip,
+    const uint32x4_t s[4])
+{
+    float32x4x4_t v = vld1q_f32_x4(src);
+    if (flip) {
+        v.val[0] = IRNET_FLIP(v.val[0], s[0]);
+        v.val[1] = IRNET_FLIP(v.val[1], s[1]);
+        v.val[2] = IRNET_FLIP(v.val[2], s[2]);
+        v.val[3] = IRNET_FLIP(v.val[3], s[3]);
+    }
+    return v;
+}
+
+static inline __attribute__((always_inline)) float32x4x4_t irnet_keep_greater16(float32x4x4_t best,
+    const float *src, int flip, const uint32x4_t s[4])
+{
+    const float32x4x4_t v = irnet_load16_flipped(src, flip, s);
+    IRNET_KEEP_GREATER(best.val[0], v.val[0]);
+    IRNET_KEEP_GREATER(best.val[1], v.val[1]);
+    IRNET_KEEP_GREATER(best.val[2], v.val[2]);
+    IRNET_KEEP_GREATER(best.val[3], v.val[3]);
+    return best;
+}
+
+/* The 2x2 window at src of channels c..c + 15 (right: the next pixel, down: the next row), in row-major order */
+static inline __attribute__((always_inline)) void irnet_pool16_2x2(const float *src, float *dst, long right,
+    long down, int flip, const uint32x4_t s[4])
+{
+    float32x4x4_t best = irnet_load16_flipped(src, flip, s);
+    best = irnet_keep_greater16(best, src + right, flip, s);
+    best = irnet_keep_greater16(best, src + down, flip, s);
+    best = irnet_keep_greater16(best, src + down + right, flip, s);
+    if (flip) {
+        best.val[0] = IRNET_FLIP(best.val[0], s[0]);
+        best.val[1] = IRNET_FLIP(best.val[1], s[1]);
+        best.val[2] = IRNET_FLIP(best.val[2], s[2]);
+        best.val[3] = IRNET_FLIP(best.val[3], s[3]);
+    }
+    vst1q_f32_x4(dst, best);
+}
+
+/* irnet_min_signs of channels c..c + 15 at once */
+static inline void irnet_min_signs16(const uint8_t *min_mask, int c, uint32x4_t s[4])
+{
+    const uint8x16_t bytes = vld1q_u8(min_mask + c), ones = vtstq_u8(bytes, bytes);
+    const uint16x8_t lo = vmovl_u8(vget_low_u8(ones)), hi = vmovl_high_u8(ones);
+    s[0] = vshlq_n_u32(vmovl_u16(vget_low_u16(lo)), 31);
+    s[1] = vshlq_n_u32(vmovl_high_u16(lo), 31);
+    s[2] = vshlq_n_u32(vmovl_u16(vget_low_u16(hi)), 31);
+    s[3] = vshlq_n_u32(vmovl_high_u16(hi), 31);
+}
+#endif
+
+void irnet_maxpool_f32_neon(const irnet_maxpool_f32_params *prm, const float *in, float *out)
+{
+#if defined(__aarch64__)
+    /* tiling windows are the overlapping pool's case stride k, no padding: the same pixels in the same order */
+    const irnet_maxpool2d_f32_params p = {prm->ho * prm->k, prm->w, prm->channels, prm->k, prm->k, 0, prm->ho,
+                                          prm->wo, prm->min_mask};
+    const int w = prm->w, channels = prm->channels, ho = prm->ho, wo = prm->wo;
+    int oy;
+    if (prm->k != 2 || channels % 16 != 0) {
+        irnet_maxpool2d_f32_neon(&p, in, out);
+        return;
+    }
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (oy = 0; oy < ho; ++oy) {
+        const float *row = in + (long)(2 * oy) * w * channels;
+        float *dst = out + (long)oy * wo * channels;
+        int ox, c;
+        for (c = 0; c < channels; c += 16) {
+            uint32x4_t s[4];
+            int flip;
+            irnet_min_signs16(prm->min_mask, c, s);
+            flip = vmaxvq_u32(vorrq_u32(vorrq_u32(s[0], s[1]), vorrq_u32(s[2], s[3]))) != 0;
+            if (flip) {
+                for (ox = 0; ox < wo; ++ox) {
+                    irnet_pool16_2x2(row + 2L * ox * channels + c, dst + (long)ox * channels + c, channels,
+                                     (long)w * channels, 1, s);
+                }
+            } else {
+                for (ox = 0; ox < wo; ++ox) {
+                    irnet_pool16_2x2(row + 2L * ox * channels + c, dst + (long)ox * channels + c, channels,
+                                     (long)w * channels, 0, s);
+                }
+            }
+        }
+    }
+#else
+    irnet_maxpool_f32(prm, in, out); /* armv7 NEON float compares flush subnormals to zero */
+#endif
+}
+
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__aarch64__)
 #pragma GCC pop_options

@@ -1,10 +1,12 @@
-/* irnet-edge runtime, NEON elementwise kernels (compiled to nothing elsewhere): irnet_sign_pack and irnet_add (their oracles in
- * irnet_kernels.c), bit for bit.
+/* irnet-edge runtime, NEON elementwise kernels (compiled to nothing elsewhere): irnet_sign_pack, irnet_add,
+ * irnet_avgpool and irnet_shortcut_a (their oracles in irnet_kernels.c), bit for bit.
  *  - sign_pack is irnet_sign_pack_fast (irnet_neon_float.h): aarch64 with IEEE float compares, 16 channels at
  *    a time; armv7 on the float's bits with integer lanes, so -0.0 and NaN give +1 as in C and armv7's
  *    flush-to-zero of NEON float cannot touch a negative subnormal.
  *  - add is NEON float on aarch64 (IEEE, no flush); armv7 NEON float flushes subnormals to zero, so armv7
- *    uses the portable add. The activation is a per-lane select with the compares of irnet_activate. */
+ *    uses the portable add. The activation is a per-lane select with the compares of irnet_activate.
+ *  - the global average pool is NEON float on aarch64 (16, then 4 channels per step, each lane one channel's
+ *    sum in pixel order), the portable one on armv7; the option-A shortcut is loads and stores on both. */
 #include "irnet_internal.h"
 
 #if defined(__ARM_NEON)
@@ -12,6 +14,23 @@
 #include <stdint.h>
 #include <string.h>
 #include "irnet_neon_float.h"
+
+#if defined(__aarch64__)
+/* channels c.. of irnet_avgpool, one at a time */
+static void irnet_avgpool_tail(const float *in, int pixels, int channels, int c, float *out)
+{
+    int p;
+    for (; c < channels; ++c) {
+        float sum = 0.0f, n = (float)pixels;
+        IRNET_SCALAR_LOOP
+        for (p = 0; p < pixels; ++p) {
+            sum = sum + in[(long)p * channels + c];
+        }
+        IRNET_OPAQUE(n); /* a division stays a division (irnet_exact.h) */
+        out[c] = sum / n;
+    }
+}
+#endif
 
 void irnet_sign_pack_neon(const float *in, int pixels, int channels, uint32_t *out)
 {
@@ -40,6 +59,97 @@ void irnet_add_neon(const float *a, const float *b, int n, int act, float *out)
 #else
     irnet_add(a, b, n, act, out);
 #endif
+}
+
+void irnet_avgpool_neon(const float *in, int pixels, int channels, float *out)
+{
+#if defined(__aarch64__)
+    /* each lane is one channel and sums its pixels in the oracle's order from +0.0; FDIV is the correctly
+     * rounded quotient, and the opaque divisor keeps it a division (irnet_exact.h) */
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    float32x4_t n = vdupq_n_f32((float)pixels);
+    const float *x;
+    int c = 0, p;
+    IRNET_OPAQUE(n);
+    for (; c + 16 <= channels; c += 16) {
+        float32x4_t s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+        for (p = 0, x = in + c; p < pixels; ++p, x += channels) {
+            const float32x4x4_t v = vld1q_f32_x4(x);
+            s0 = vaddq_f32(s0, v.val[0]);
+            s1 = vaddq_f32(s1, v.val[1]);
+            s2 = vaddq_f32(s2, v.val[2]);
+            s3 = vaddq_f32(s3, v.val[3]);
+        }
+        vst1q_f32(out + c, vdivq_f32(s0, n));
+        vst1q_f32(out + c + 4, vdivq_f32(s1, n));
+        vst1q_f32(out + c + 8, vdivq_f32(s2, n));
+        vst1q_f32(out + c + 12, vdivq_f32(s3, n));
+    }
+    for (; c + 4 <= channels; c += 4) {
+        float32x4_t s0 = zero;
+        for (p = 0, x = in + c; p < pixels; ++p, x += channels) {
+            s0 = vaddq_f32(s0, vld1q_f32(x));
+        }
+        vst1q_f32(out + c, vdivq_f32(s0, n));
+    }
+    if (c < channels) {
+        irnet_avgpool_tail(in, pixels, channels, c, out);
+    }
+#else
+    irnet_avgpool(in, pixels, channels, out); /* armv7 NEON float flushes subnormals to zero */
+#endif
+}
+
+/* memmove of n floats, n a multiple of 4: upwards where dst lies below src (each chunk is loaded before it is
+ * stored and ends before the next chunk's source starts), else downwards */
+static inline void irnet_move4(float *dst, const float *src, int n)
+{
+    int i = 0;
+    if ((uintptr_t)dst > (uintptr_t)src) {
+        for (i = n - 4; i >= 0; i -= 4) {
+            vst1q_f32(dst + i, vld1q_f32(src + i));
+        }
+        return;
+    }
+    for (; i + 8 <= n; i += 8) {
+        const float32x4_t a = vld1q_f32(src + i), b = vld1q_f32(src + i + 4);
+        vst1q_f32(dst + i, a);
+        vst1q_f32(dst + i + 4, b);
+    }
+    if (i < n) {
+        vst1q_f32(dst + i, vld1q_f32(src + i));
+    }
+}
+
+/* +0.0 in n floats, n a multiple of 4 */
+static inline void irnet_zero4(float *dst, int n)
+{
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    int i;
+    for (i = 0; i < n; i += 4) {
+        vst1q_f32(dst + i, zero);
+    }
+}
+
+/* loads and stores only, no float arithmetic: the same on armv7. Each pixel is moved before its zeros are
+ * written, as in irnet_shortcut_a (in place, the first row's output pixels overlap their own input pixels). */
+void irnet_shortcut_a_neon(const float *in, int h, int w, int channels, int pad, float *out)
+{
+    const int ho = (h + 1) / 2, wo = (w + 1) / 2, cout = channels + 2 * pad;
+    int oy, ox;
+    if (channels % 4 != 0 || pad % 4 != 0) {
+        irnet_shortcut_a(in, h, w, channels, pad, out);
+        return;
+    }
+    for (oy = 0; oy < ho; ++oy) {
+        float *dst = out + (long)oy * wo * cout;
+        const float *src = in + (long)(2 * oy) * w * channels;
+        for (ox = 0; ox < wo; ++ox, dst += cout, src += 2 * channels) {
+            irnet_move4(dst + pad, src, channels);
+            irnet_zero4(dst, pad);
+            irnet_zero4(dst + pad + channels, pad);
+        }
+    }
 }
 
 #else

@@ -180,6 +180,9 @@ void irnet_bconv_neon(const irnet_bconv_params *p, const uint32_t *in, uint32_t 
 size_t irnet_bconv_neon_scratch_bytes(const irnet_bconv_params *p);
 void irnet_conv_f32_neon(const irnet_conv_f32_params *p, const float *in, uint32_t *out_bits, float *out_f32);
 void irnet_maxpool2d_f32_neon(const irnet_maxpool2d_f32_params *p, const float *in, float *out); /* NEON on aarch64 only */
+void irnet_maxpool_f32_neon(const irnet_maxpool_f32_params *p, const float *in, float *out); /* NEON on aarch64 only */
+void irnet_avgpool_neon(const float *in, int pixels, int channels, float *out); /* NEON on aarch64 only */
+void irnet_shortcut_a_neon(const float *in, int h, int w, int channels, int pad, float *out);
 void irnet_sign_pack_neon(const float *in, int pixels, int channels, uint32_t *out);
 void irnet_add_neon(const float *a, const float *b, int n, int act, float *out); /* NEON float on aarch64 only */
 
