@@ -55,7 +55,8 @@ static float ref_f[MAXF], got_f[MAXF], tmp_f[MAXF];
 static uint32_t in_b[MAXF / 8], wb[8192], ref_b[MAXF / 8], got_b[MAXF / 8], tmp_b[MAXF / 8];
 static uint32_t ref_s[MAXF / 8], got_s[MAXF / 8];
 static int32_t thr[320];
-static uint8_t pmin[320], zeros8[320];
+static uint8_t pmin[320], zeros8[320], dot_min[320];
+static float add_dot[320];
 static uint32_t por[10], zeros32[10];
 static uint32_t seed = 12345u;
 static long cases, failures;
@@ -199,6 +200,17 @@ static void run(int kind, int cin, int cout, int k, int stride, int pad, int pad
         bp.threshold = thr;
     } else {
         bp.mult = mult, bp.add = add;
+    }
+    if (kind == 0 && pool) {
+        /* a binary conv with float output pools its dot products: the exporter's pool_min (the channels whose
+         * value pool takes the smallest dot) and never a channel with mult +-0 and add -0.0 (it fuses no pool
+         * there), both for the reference and the fused call */
+        for (i = 0; i < cout; ++i) {
+            add_dot[i] = mult[i] == 0.0f && add[i] == 0.0f ? 0.0f : add[i];
+            dot_min[i] = (uint8_t)((mult[i] >= 0.0f) == (masked && pmin[i]));
+        }
+        bp.add = add_dot;
+        fz.pool_min = dot_min;
     }
     memset(&cp, 0, sizeof cp);
     cp.h = h, cp.w = w, cp.cin = cin, cp.cout = cout, cp.k = k, cp.stride = stride, cp.pad = pad, cp.ho = ho;

@@ -1,5 +1,8 @@
 """Fused ops (docs/arithmetic.md, "Fused ops"): the unfused graph is the oracle of the fused one, bit for bit; the
 planner's in-place buffers never hold two live values at once; the plan is printed on request."""
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -80,6 +83,43 @@ def test_fused_pool_grid_equals_unfused(case, tmp_path):
     pooled = [op for op in fused.ops if "pool" in op.attrs]
     assert pooled, "the grid's pool was not fused"
     assert same_bits(reference.run(fused, inputs[:32]), reference.run(graph, inputs[:32]))
+
+
+def test_binary_conv_pools_its_dot_products_exactly(tmp_path):
+    """A binary conv with float output pools its dot products and transforms each window's winner: the same floats
+    as transforming every value and max-pooling those (min where marked), for either sign of m_c, either pool
+    direction and m_c = +-0; where m_c = +-0 meets b_c = -0.0 (values tying as +0.0 and -0.0) no pool is fused."""
+    _, graph, inputs = seeded("mcu_m4", tmp_path)
+    at = next(i for i, op in enumerate(graph.ops) if op.kind == "bconv" and op.attrs["out"] == "f32")
+    conv = graph.ops[at]
+    pool_at = graph.consumers()[conv.output][0]
+    assert graph.ops[pool_at].kind == "maxpool_f32"
+    rng = np.random.default_rng(0)
+    channels = conv.consts["mult"].shape[0]
+    mult = (conv.consts["mult"] * rng.choice([-1.0, 1.0], channels)).astype(np.float32)
+    add = conv.consts["add"].copy()
+    mult[:4], add[:4] = [0.0, -0.0, 0.0, -0.0], [0.0, 0.0, 1.5, -0.25]
+
+    def same_tensors(fused, g) -> bool:  # every value, not only the logits (+-0 reach them only as a sum)
+        got, want = reference.run(fused, inputs, keep_all=True), reference.run(g, inputs, keep_all=True)
+        return all(same_bits(got[name], want[name]) for name in got if got[name].dtype == torch.float32)
+
+    def variant(min_mask, add):
+        ops = list(graph.ops)
+        ops[at] = replace(conv, consts={**conv.consts, "mult": mult, "add": add})
+        ops[pool_at] = replace(graph.ops[pool_at], consts={"min_mask": min_mask})
+        g = replace(graph, ops=ops)
+        fused = fuse(g, FUSIONS)
+        return g, [op for op in fused.ops if op.name == conv.name and "pool" in op.attrs], fused
+
+    for min_mask in (np.zeros(channels, np.uint8), rng.integers(0, 2, channels).astype(np.uint8)):
+        g, pooled, fused = variant(min_mask, add)
+        assert pooled and "pool_min" in pooled[0].consts
+        assert same_tensors(fused, g)
+    tie = add.copy()
+    tie[1] = -0.0  # with m_c = -0.0
+    g, pooled, fused = variant(np.zeros(channels, np.uint8), tie)
+    assert not pooled and same_tensors(fused, g)
 
 
 def test_arena_targets(tmp_path):

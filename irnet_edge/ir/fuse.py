@@ -4,7 +4,8 @@ The exporter's graph is the oracle; a target's C runs the fused graph, and the r
 (tests hold the two equal). Three rewrites, each only where the arithmetic stays the same value for value:
 - pool (float output) and pool_bits (bits output): a conv (conv_f32 or bconv) whose only consumer is a max-pool
   with windows that tile the map (stride = kernel, no padding) computes only the outputs some window covers and
-  pools them as it goes;
+  pools them as it goes; a binary conv with float output pools its integer dot products instead and transforms
+  only each window's winner (pool_min then marks the channels that take the smallest dot product);
 - residual: a conv with float output whose only consumer is a residual add takes the add's other operand and its
   activation, and runs where the add ran (after the shortcut is computed); its output may then reuse the
   shortcut's memory (the planner decides);
@@ -15,6 +16,8 @@ The exporter's graph is the oracle; a target's C runs the fused graph, and the r
   computes), band by band of `norm_rows` output rows (irnet_conv_f32_u8): the normalised map is never stored.
 """
 from dataclasses import replace
+
+import numpy as np
 
 from . import reference
 from .graph import Graph, Op
@@ -43,6 +46,20 @@ def _tiling_pool(op: Op, kinds: tuple[str, ...]) -> bool:
     return op.attrs.get("stride", k) == k and op.attrs.get("pad", 0) == 0
 
 
+def _dot_pool_mask(op: Op, min_mask: np.ndarray) -> dict | None:
+    """A binary conv with float output pools its dot products d (docs/arithmetic.md, "Fused ops"): its value
+    act(fl(fl(float(d) * m_c) + b_c)) never decreases with d where m_c >= 0 and never increases where m_c < 0 (each
+    rounding and the activation keep order), so a window's max (or min) value is the value of its largest or
+    smallest d, the same float. pool_min marks the channels that take the smallest d (none: no pool_min). None
+    where that could give other bits: a non-finite m_c or b_c, or m_c = ±0 with b_c = -0.0, the one case whose
+    values tie as +0.0 and -0.0 (the pool keeps the first, which only the position tells)."""
+    mult, add = op.consts["mult"].astype(np.float32), op.consts["add"].astype(np.float32)
+    if not (np.isfinite(mult).all() and np.isfinite(add).all()) or ((mult == 0) & np.signbit(add) & (add == 0)).any():
+        return None
+    smallest = (mult >= 0) == min_mask.astype(bool)
+    return {"pool_min": smallest.astype(np.uint8)} if smallest.any() else {}
+
+
 def _fuse_pools(graph: Graph, kinds: tuple[str, ...]) -> list[Op]:
     consumers, ops = graph.consumers(), list(graph.ops)
     for index, op in enumerate(graph.ops):
@@ -52,8 +69,14 @@ def _fuse_pools(graph: Graph, kinds: tuple[str, ...]) -> list[Op]:
         pool = graph.ops[users[0]]
         if not _tiling_pool(pool, kinds):
             continue
-        mask = {"pool_min": pool.consts["min_mask"]} if pool.kind == "maxpool_f32" else {
-            "pool_or": pool.consts["or_mask"]}
+        if pool.kind == "maxpool_bits":
+            mask = {"pool_or": pool.consts["or_mask"]}
+        elif op.kind == "bconv":
+            mask = _dot_pool_mask(op, pool.consts["min_mask"])
+            if mask is None:
+                continue
+        else:
+            mask = {"pool_min": pool.consts["min_mask"]}
         ops[index] = replace(op, output=pool.output, attrs={**op.attrs, "pool": pool.attrs["k"]},
                              consts={**op.consts, **mask}, source=_joined(op.source, pool.source))
         ops[users[0]] = None

@@ -83,10 +83,15 @@ def binary_dot(x_negative: torch.Tensor, weight_words: np.ndarray, k: int, strid
 
 
 def bconv(x: torch.Tensor, op: Op) -> torch.Tensor:
+    """A fused pool of a float output pools the dot products, then transforms (docs/arithmetic.md "Fused ops")."""
     a = op.attrs
     dot = binary_dot(x, op.consts["weight"], a["k"], a["stride"], a["pad"], bool(a["pad_one"]))
     if a["out"] == "bits":
         return dot < torch.from_numpy(op.consts["threshold"]).long()
+    if "pool" in a:
+        window = Op("maxpool", op.name, [], "", {"k": a["pool"], "stride": a["pool"], "pad": 0},
+                    {"min_mask": op.consts.get("pool_min", np.zeros(dot.shape[3], np.uint8))})
+        dot = maxpool_f32(dot.double(), window).long()
     return _affine(dot.float(), op)
 
 
@@ -188,11 +193,12 @@ def prefusion(ins: list[torch.Tensor], op: Op) -> list[torch.Tensor]:
 
 def fusion(y: torch.Tensor, ins: list[torch.Tensor], op: Op) -> torch.Tensor:
     """What a conv fuses into its output y (docs/arithmetic.md, "Fused ops"), in this order: the residual add
-    and its activation, then the tiling max-pool. y: the conv's own output over all its positions; a fused pool
+    and its activation, then the tiling max-pool (which a binary conv with float output has applied to its dot
+    products already). y: the conv's own output over all its positions; a fused pool
     drops the rows and columns no window covers, as the C never computes them."""
     if "residual_act" in op.attrs:
         y = _act(y + ins[1], op.attrs["residual_act"])
-    if "pool" in op.attrs:
+    if "pool" in op.attrs and not (op.kind == "bconv" and y.dtype != torch.bool):  # bconv pooled its dots
         k = op.attrs["pool"]
         window = Op("maxpool", op.name, [], "", {"k": k, "stride": k, "pad": 0},
                     {"min_mask": op.consts.get("pool_min"), "or_mask": op.consts.get("pool_or")})

@@ -46,6 +46,36 @@ static void irnet_pool_f32(const irnet_fusion *f, int pixel, int first, int co, 
     }
 }
 
+/* Dot product dot of channel co at output pixel 'pixel' into the pool's running dot, which the float output holds
+ * (as int32 bytes) until irnet_pool_dots_finish */
+static void irnet_pool_dot(const irnet_fusion *f, int pixel, int first, int co, int cout, int32_t dot, float *out)
+{
+    float *dst = out + pixel * cout + co;
+    int32_t best;
+    memcpy(&best, dst, sizeof best);
+    if (first || (f->pool_min != 0 && f->pool_min[co] ? dot < best : dot > best)) {
+        memcpy(dst, &dot, sizeof dot);
+    }
+}
+
+void irnet_pool_dots_finish(const irnet_bconv_params *prm, float *out)
+{
+    const int n = (prm->ho / prm->fuse.pool) * (prm->wo / prm->fuse.pool), cout = prm->cout, act = prm->act;
+    const float *mult = prm->mult, *add = prm->add;
+    int p, co;
+    for (p = 0; p < n; ++p) {
+        IRNET_SCALAR_LOOP
+        for (co = 0; co < cout; ++co) {
+            int32_t dot;
+            float y;
+            memcpy(&dot, out + p * cout + co, sizeof dot);
+            y = (float)dot * mult[co];
+            IRNET_FENCE(y);
+            out[p * cout + co] = irnet_activate(y + add[co], act);
+        }
+    }
+}
+
 /* One finished bits word of output pixel 'pixel': stored, or pooled into the pooled pixel's word */
 static void irnet_fused_word(const irnet_fusion *f, int pixel, int first, int index, int out_words, uint32_t word,
                              uint32_t *out)
@@ -247,6 +277,8 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
                         }
                         word = 0;
                     }
+                } else if (fuse->pool != 0) {
+                    irnet_pool_dot(fuse, pixel, first, co, cout, dot, out_f32);
                 } else {
                     float y = (float)dot * mult[co];
                     IRNET_FENCE(y);
@@ -259,12 +291,13 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
                         const int at = (oy * wo + ox) * cout + co;
                         y = act == IRNET_ACT_NONE ? y : irnet_activate(y, act);
                         out_f32[at] = irnet_activate(y + fuse->residual[at], fuse->residual_act);
-                    } else {
-                        irnet_pool_f32(fuse, pixel, first, co, cout, irnet_activate(y, act), out_f32);
                     }
                 }
             }
         }
+    }
+    if (out_bits == 0 && fz.pool != 0) {
+        irnet_pool_dots_finish(prm, out_f32);
     }
     if (out_bits == 0 && fz.sign != 0) {
         irnet_sign_pack(out_f32, ho * wo, cout, fz.sign);

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #if defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
 #endif
@@ -967,6 +968,42 @@ static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, 
     }
 }
 
+/* The dot products of channels c0 .. c0 + m - 1, dot[j] = bits - scale * pops[j] (scale 2: pop counts; -1 with
+ * bits 0: the dots themselves), into the pooled pixel's running dots, which the float output holds as int32 bytes until
+ * irnet_pool_dots_finish (a fused pool of a float output, irnet_fusion): best = the largest, or the smallest where
+ * pool_min is set */
+static __attribute__((noinline)) void irnet_cm_pool_dots(const irnet_fusion *f, int oy, int ox, int wo, int c0,
+    int m, int cout, const int32_t *pops, int32_t bits, int32_t scale, float *out)
+{
+    int first, j;
+    float *dst = out + irnet_cm_pixel(f, oy, ox, wo, &first) * cout + c0;
+    const uint8_t *min_mask = f->pool_min != 0 ? f->pool_min + c0 : 0;
+    if (first) {
+        for (j = 0; j < m; ++j) {
+            const int32_t dot = bits - scale * pops[j];
+            memcpy(dst + j, &dot, sizeof dot);
+        }
+    } else if (min_mask == 0) {
+        for (j = 0; j < m; ++j) {
+            const int32_t dot = bits - scale * pops[j];
+            int32_t best;
+            memcpy(&best, dst + j, sizeof best);
+            if (dot > best) {
+                memcpy(dst + j, &dot, sizeof dot);
+            }
+        }
+    } else {
+        for (j = 0; j < m; ++j) {
+            const int32_t dot = bits - scale * pops[j];
+            int32_t best;
+            memcpy(&best, dst + j, sizeof best);
+            if (min_mask[j] ? dot < best : dot > best) {
+                memcpy(dst + j, &dot, sizeof dot);
+            }
+        }
+    }
+}
+
 /* Output bits of channels c0 .. c0 + m - 1 (bit j: channel c0 + j; one word) pooled into the pooled pixel's word:
  * the window's first pixel sets them (and clears the word when c0 starts it), the others AND (OR in pool_or) */
 static __attribute__((noinline)) void irnet_cm_fused_bits(const irnet_fusion *f, int oy, int ox, int wo, int c0,
@@ -1361,6 +1398,14 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
 #else
                         irnet_h3_sums(x, wb, v, pairs, sums);
 #endif
+                        if (fuse->pool != 0) {
+                            int32_t dots[16];
+                            for (r = 0; r < m; ++r) {
+                                dots[r] = r < pairs ? (int16_t)(sums[r] & 0xFFFFu) : (int32_t)sums[8 + r - pairs];
+                            }
+                            irnet_cm_pool_dots(fuse, oy, ox0 + i, wo, c0, m, cout, dots, 0, -1, out_f32);
+                            continue;
+                        }
                         irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, obase + pixel * ostride);
                         if (fused) {
                             irnet_cm_fused_f32(fuse, oy, ox0 + i, wo, c0, m, cout, fvals, out_f32);
@@ -1369,6 +1414,9 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
                 }
             }
         }
+    }
+    if (out_bits == 0 && fuse->pool != 0) {
+        irnet_pool_dots_finish(prm, out_f32);
     }
 }
 #endif
@@ -1632,6 +1680,8 @@ static inline __attribute__((always_inline)) void irnet_bconv_rows_body(const ir
                     } else {
                         bits_base[(oy * wo + ox) * bits_step + c0 / 32] = word;
                     }
+                } else if (fuse->pool != 0) {
+                    irnet_cm_pool_dots(fuse, oy, ox, wo, c0, m, cout, pops, bits_counted, 2, out_f32);
                 } else {
                     float *vals = fused ? fvals : out_f32 + (oy * wo + ox) * cout + c0;
                     irnet_cm_floats(pops, m, bits_counted, mult + c0, add + c0, act, vals);
@@ -1644,6 +1694,9 @@ static inline __attribute__((always_inline)) void irnet_bconv_rows_body(const ir
                 irnet_cm_pool_words(fuse, oy, ox, wo, out_words, pooled, out_bits);
             }
         }
+    }
+    if (!bits_out && fuse->pool != 0) {
+        irnet_pool_dots_finish(prm, out_f32);
     }
 }
 
@@ -1920,6 +1973,38 @@ static __attribute__((noinline)) void irnet_frow8(const float *x, const float *w
           "cc", "memory");
 }
 
+/* irnet_frow8 for the last 4, 2 or 1 channels of those (n): the same sums, without eight channels' loads and
+ * stores per value for fewer */
+#define IRNET_CM_FROW_N(ACC, W, MACS, ...) \
+    __asm__ volatile( \
+        "vldmia %[acc], {" ACC "}\n" \
+        "1:\n\t" \
+        "vldmia %[x]!, {s8}\n\t" \
+        "vldmia %[w], {" W "}\n\t" \
+        "add %[w], %[w], %[step]\n\t" \
+        MACS \
+        "subs %[len], %[len], #1\n\t" \
+        "bne 1b\n\t" \
+        "vstmia %[acc], {" ACC "}\n\t" \
+        : [x] "+r"(x), [w] "+r"(w), [len] "+r"(len) \
+        : [step] "r"(w_step), [acc] "r"(acc) \
+        : __VA_ARGS__, "s8", "cc", "memory")
+#define IRNET_CM_FMUL_ADD(W, A) "vmul.f32 " W ", s8, " W "\n\t" "vadd.f32 " A ", " A ", " W "\n\t"
+static __attribute__((noinline)) void irnet_frow_n(const float *x, const float *w, int len, int32_t w_step,
+    float *acc, int n)
+{
+    if (n == 4) {
+        IRNET_CM_FROW_N("s16-s19", "s0-s3", IRNET_CM_FMUL_ADD("s0", "s16") IRNET_CM_FMUL_ADD("s1", "s17")
+            IRNET_CM_FMUL_ADD("s2", "s18") IRNET_CM_FMUL_ADD("s3", "s19"),
+            "s0", "s1", "s2", "s3", "s16", "s17", "s18", "s19");
+    } else if (n == 2) {
+        IRNET_CM_FROW_N("s16-s17", "s0-s1", IRNET_CM_FMUL_ADD("s0", "s16") IRNET_CM_FMUL_ADD("s1", "s17"),
+            "s0", "s1", "s16", "s17");
+    } else {
+        IRNET_CM_FROW_N("s16", "s0", IRNET_CM_FMUL_ADD("s0", "s16"), "s0", "s16");
+    }
+}
+
 /* irnet_fblocks16 out of line: the calls with fused ops share this copy (the unfused loop keeps its own) */
 static __attribute__((noinline)) uint32_t irnet_fblocks16_call(int len, int32_t w_step, struct irnet_fwin *s)
 {
@@ -1983,7 +2068,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
     const int bits_step = pool_words ? 0 : out_words;
     const int fused = any && !pool_words;
     float fvals[16];
-    int oy, ox, co0, ky, kx, ci, j;
+    int oy, ox, co0, ky, j, n;
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
     const int blocks = cout / 16;
     struct irnet_fwin s;
@@ -2049,20 +2134,25 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
                 }
             }
 #endif
-            /* the channels left, eight at a time */
-            for (; co0 < cout; co0 += 8) {
-                const int n = cout - co0 < 8 ? cout - co0 : 8;
+            /* the channels left: eight at a time, then (with the assembly) 4, 2 and 1 */
+            for (; co0 < cout; co0 += n) {
                 float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
-                /* eight channels: the rows of taps in assembly, none left for the loop below */
-                for (ky = ky0; ky < ky1 && n == 8 && kx1 > kx0; ++ky) {
-                    irnet_frow8(in + ((iy0 + ky) * w + ix0 + kx0) * cin, weight + ((ky * k + kx0) * cin) * cout + co0,
-                        (kx1 - kx0) * cin, cout * 4, acc);
+                const int left = cout - co0;
+                n = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                for (ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
+                    const float *xr = in + ((iy0 + ky) * w + ix0 + kx0) * cin;
+                    const float *wr = weight + ((ky * k + kx0) * cin) * cout + co0;
+                    if (n == 8) {
+                        irnet_frow8(xr, wr, (kx1 - kx0) * cin, cout * 4, acc);
+                    } else {
+                        irnet_frow_n(xr, wr, (kx1 - kx0) * cin, cout * 4, acc, n);
+                    }
                 }
-                for (ky = n == 8 ? ky1 : ky0; ky < ky1; ++ky) {
 #else
+                int kx, ci;
+                n = cout - co0 < 8 ? cout - co0 : 8;
                 for (ky = ky0; ky < ky1; ++ky) {
-#endif
                     for (kx = kx0; kx < kx1; ++kx) {
                         const float *xt = in + ((iy0 + ky) * w + ix0 + kx) * cin;
                         const float *wt = weight + ((ky * k + kx) * cin) * cout + co0;
@@ -2078,6 +2168,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
                         }
                     }
                 }
+#endif
                 if (fused) {
                     uint32_t bits = 0u;
                     IRNET_SCALAR_LOOP

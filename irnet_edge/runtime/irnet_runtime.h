@@ -41,7 +41,10 @@ typedef struct {
  *   are multiples of pool (rows and columns no window covers are not computed); the output is [ho / pool]
  *   [wo / pool]. Each channel takes its window's values in row-major order: floats, best = the first, then
  *   best = v where v > best (v < best where pool_min[c] != 0); bits, the AND of the words (the OR for channels whose
- *   bit is set in pool_or). pool is never combined with residual or sign. */
+ *   bit is set in pool_or). A binary convolution with float output pools its dot products that way instead
+ *   (best = the largest dot, the smallest where pool_min[c] != 0) and transforms each window's best once: the
+ *   exporter fuses a pool there only where that gives the same floats (docs/arithmetic.md). pool is never
+ *   combined with residual or sign. */
 typedef struct {
     const float *residual;         /* [ho][wo][cout] or null */
     int residual_act;              /* IRNET_ACT_* after the residual add */
