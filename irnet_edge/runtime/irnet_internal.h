@@ -5,6 +5,13 @@
 
 #include "irnet_runtime.h"
 
+/* A helper kept out of line where the compiler knows how: inlined, its loops would share the caller's registers */
+#if defined(__GNUC__)
+#define IRNET_NOINLINE __attribute__((noinline))
+#else
+#define IRNET_NOINLINE
+#endif
+
 /* One 32-bit word: the textbook SWAR popcount (a byte holds at most 8 here, so one mask suffices). */
 static inline int32_t irnet_popcount(uint32_t x)
 {

@@ -319,12 +319,34 @@ void irnet_sign_pack(const float *in, int pixels, int channels, uint32_t *out)
     }
 }
 
+/* irnet_maxpool_bits for 2x2 windows, the usual pool: out of line, so that its loops keep everything in
+ * registers */
+static IRNET_NOINLINE void irnet_maxpool2_bits(int w, int words, int ho, int wo, const uint32_t *or_mask,
+                                               const uint32_t *in, uint32_t *out)
+{
+    const int row = w * words;
+    int oy, ox, i;
+    for (oy = 0; oy < ho; ++oy) {
+        const uint32_t *p = in + 2 * oy * row;
+        for (ox = 0; ox < wo; ++ox, p += 2 * words) {
+            for (i = 0; i < words; ++i) {
+                const uint32_t a = p[i], b = p[words + i], c = p[row + i], d = p[row + words + i];
+                *out++ = (a & b & c & d & ~or_mask[i]) | ((a | b | c | d) & or_mask[i]);
+            }
+        }
+    }
+}
+
 void irnet_maxpool_bits(const irnet_maxpool_bits_params *prm, const uint32_t *in, uint32_t *out)
 {
     const int w = prm->w, channels = prm->channels, k = prm->k, ho = prm->ho, wo = prm->wo;
     const uint32_t *or_mask = prm->or_mask;
     const int words = (channels + 31) / 32;
     int oy, ox, wy, wx, i;
+    if (k == 2) {
+        irnet_maxpool2_bits(w, words, ho, wo, or_mask, in, out);
+        return;
+    }
     for (oy = 0; oy < ho; ++oy) {
         for (ox = 0; ox < wo; ++ox) {
             for (i = 0; i < words; ++i) {
