@@ -530,7 +530,8 @@ class CompiledModel:
         without force, or a failed build.
         """
         from .codegen import check_out_dir, default_prefix, write_tree
-        from .codegen.firmware import check_firmware_prefix, load_board, project_names, render_firmware
+        from .codegen.firmware import (check_firmware_prefix, check_fit, load_board, project_names, render_firmware,
+                                       resolve_cpu)
         from .verify.qemu import build_firmware, size_report
 
         out = _check_path(directory, "directory")
@@ -538,6 +539,7 @@ class CompiledModel:
         samples = _check_count(samples, "samples", 255)
         prefix = check_firmware_prefix(prefix or default_prefix(self.name, project_names()))
         chosen = load_board(board)
+        check_fit(self.graph, chosen, samples, resolve_cpu(chosen, cpu)[0])  # the board's limits before the data
         pixels, labels = self.test_inputs(samples, data_dir)
         files = render_firmware(self.graph, prefix, self.checkpoint.sha256, chosen, cpu, pixels, labels,
                                 self.dataset, clock=clock)

@@ -98,6 +98,20 @@ def test_cpu_the_board_cannot_run_is_refused(trained_mcu):
         qemu.verify(export(ckpt), "m", ckpt.sha256, None, load_board("mps2-an385"), "cortex-m55")
 
 
+def test_firmware_checks_the_core_and_the_fit_before_the_data(tmp_path):
+    """A core the board lacks, or a model too big for it, is named before a missing dataset."""
+    info = get_dataset_info("cifar10")
+    for arch, board, cpu, expected in (("mcu_m0", "nucleo-f446re", "cortex-m55", "--cpu cortex-m55 needs mve"),
+                                       ("vgg_small", "mps3-an547", None, "vgg_small is too big for mps3-an547")):
+        spec = zoo_spec(arch, 3, 32, 10, info.mean, info.std)
+        checkpoint_of(build_model(spec).eval(), spec, "cifar10", tmp_path / f"{arch}.pt")
+        out = tmp_path / "fw"
+        result = CliRunner().invoke(main, ["firmware", str(tmp_path / f"{arch}.pt"), "--board", board, "--out",
+                                           str(out), "--data-dir", str(tmp_path / "no-data"),
+                                           *(["--cpu", cpu] if cpu else [])])
+        assert result.exit_code == 1 and expected in result.output and not out.exists(), result.output
+
+
 def test_verify_cli_on_cortex_m(trained_mcu, mnist_dir):
     result = CliRunner().invoke(main, ["verify", str(trained_mcu["mcu_m0"]), "--target", "cortex-m", "--board",
                                        "mps2-an505", "--samples", "20", "--agreement-samples", "0",
