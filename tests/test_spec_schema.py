@@ -314,6 +314,27 @@ def test_shape_rules_name_the_layer():
                       MNIST)
 
 
+@pytest.mark.parametrize("layers,expected", [
+    ([{"type": "conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 3}],
+     r"layer 0 \(conv2d\) does not fit input 1x28x28: in_channels is 3, but its input has 1 channels; set "
+     r"in_channels to 1"),
+    ([{"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 31, "padding": 1}],
+     r"its 31x31 kernel is larger than its input with padding \(30x30\); use a smaller kernel_size"),
+    ([{"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3}, {"type": "batchnorm2d",
+      "num_features": 8}], r"layer 1 \(batchnorm2d\) .*num_features is 8, but its input has 4; set num_features to 4"),
+    ([{"type": "flatten"}, {"type": "linear", "in_features": 5, "out_features": 10}],
+     r"in_features is 5, but its input has 784 features; set in_features to 784"),
+    ([{"type": "linear", "in_features": 784, "out_features": 10}],
+     r"needs a flat input, but its input is a 1x28x28 feature map; put a flatten layer before it"),
+    ([{"type": "flatten"}, {"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3}],
+     r"needs a C x H x W feature map, but its input is flattened \(784\); move it before the flatten"),
+])
+def test_shape_errors_say_what_would_fit(layers, expected):
+    """A layer whose fields do not fit its input is named with the value that would (not PyTorch's wording)."""
+    with pytest.raises(IrnetEdgeError, match=expected):
+        complete_spec({"layers": layers}, MNIST)
+
+
 def test_declared_input_and_classes_must_match_the_dataset():
     layers = [{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 10}]
     with pytest.raises(IrnetEdgeError, match="input 1x27x27 is declared, but mnist images are 1x28x28"):

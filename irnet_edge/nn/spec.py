@@ -155,6 +155,28 @@ def _shape(t: torch.Tensor) -> str:
     return "x".join(str(d) for d in t.shape[1:])
 
 
+def _misfit(node: dict, x: torch.Tensor) -> str | None:
+    """What keeps a layer from taking input x, with the value that would fit, where the spec's fields decide it."""
+    kind, c = node["type"], x.shape[1]
+    if kind in ("conv2d", "irconv2d", "batchnorm2d") and x.dim() != 4:
+        return f"needs a C x H x W feature map, but its input is flattened ({_shape(x)}); move it before the flatten"
+    if kind in ("conv2d", "irconv2d"):
+        if node["in_channels"] != c:
+            return f"in_channels is {node['in_channels']}, but its input has {c} channels; set in_channels to {c}"
+        k, pad = node["kernel_size"], node.get("padding", 0)
+        if isinstance(pad, int) and min(x.shape[2:]) + 2 * pad < k:
+            return (f"its {k}x{k} kernel is larger than its input with padding ({x.shape[2] + 2 * pad}x"
+                    f"{x.shape[3] + 2 * pad}); use a smaller kernel_size or more padding, or remove a pooling layer")
+    if kind in ("batchnorm2d", "batchnorm1d") and node["num_features"] != c:
+        return f"num_features is {node['num_features']}, but its input has {c}; set num_features to {c}"
+    if kind in ("linear", "irlinear"):
+        if x.dim() != 2:
+            return f"needs a flat input, but its input is a {_shape(x)} feature map; put a flatten layer before it"
+        if node["in_features"] != c:
+            return f"in_features is {node['in_features']}, but its input has {c} features; set in_features to {c}"
+    return None
+
+
 def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, int], offset: int = 0) -> torch.Tensor:
     """A forward pass layer by layer, so a layer that does not fit its input is named. Also refuses what
     deployment cannot export and only shapes decide. `offset`: layers put before the user's (input_norm)."""
@@ -173,6 +195,9 @@ def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, in
                 if node["type"] == "batchnorm1d" and last_map[1] * last_map[2] != 1 and following != "linear":
                     raise IrnetEdgeError(f"{PREFIX}{where} normalizes a flattened {'x'.join(map(str, last_map))} "
                                          "feature map: deployment folds it into a linear layer, which must follow it")
+                misfit = _misfit(node, x)
+                if misfit is not None:
+                    raise IrnetEdgeError(f"{PREFIX}{where} does not fit input {_shape(x)}: {misfit}")
                 try:
                     x = module(x)
                 except RuntimeError as exc:
