@@ -28,7 +28,9 @@
  * (FCMGT, BSL): exactly "replace on strictly greater", so ties keep the earlier value (+0.0 and -0.0 alike) and
  * a NaN neither replaces nor is replaced (FMAX would do both differently). Min channels compare -v > -best: the
  * sign bit flipped on load and back on store (exact, NaNs included), so one loop serves both. armv7 NEON float
- * compares flush subnormals, so armv7 uses the portable kernel. */
+ * compares flush subnormals, so armv7 uses the portable kernel. The tiling max-pool (irnet_maxpool_f32_neon,
+ * stride k, no padding) is the same pool; its 2x2 windows over multiples of 16 channels visit their 4 pixels
+ * written out, in the same order. */
 #include "irnet_internal.h"
 
 #if defined(__ARM_NEON)

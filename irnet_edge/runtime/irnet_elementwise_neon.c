@@ -61,16 +61,23 @@ void irnet_add_neon(const float *a, const float *b, int n, int act, float *out)
 #endif
 }
 
+#if defined(__aarch64__)
+/* s / n lane by lane: FDIV, the correctly rounded quotient. The divisor is opaque at every use, so that
+ * clang's -freciprocal-math cannot multiply the divisions that share it by one reciprocal (irnet_exact.h). */
+static inline __attribute__((always_inline)) float32x4_t irnet_div4(float32x4_t s, float32x4_t n)
+{
+    IRNET_OPAQUE(n);
+    return vdivq_f32(s, n);
+}
+#endif
+
 void irnet_avgpool_neon(const float *in, int pixels, int channels, float *out)
 {
 #if defined(__aarch64__)
-    /* each lane is one channel and sums its pixels in the oracle's order from +0.0; FDIV is the correctly
-     * rounded quotient, and the opaque divisor keeps it a division (irnet_exact.h) */
-    const float32x4_t zero = vdupq_n_f32(0.0f);
-    float32x4_t n = vdupq_n_f32((float)pixels);
+    /* each lane is one channel and sums its pixels in the oracle's order from +0.0 */
+    const float32x4_t zero = vdupq_n_f32(0.0f), n = vdupq_n_f32((float)pixels);
     const float *x;
     int c = 0, p;
-    IRNET_OPAQUE(n);
     for (; c + 16 <= channels; c += 16) {
         float32x4_t s0 = zero, s1 = zero, s2 = zero, s3 = zero;
         for (p = 0, x = in + c; p < pixels; ++p, x += channels) {
@@ -80,17 +87,17 @@ void irnet_avgpool_neon(const float *in, int pixels, int channels, float *out)
             s2 = vaddq_f32(s2, v.val[2]);
             s3 = vaddq_f32(s3, v.val[3]);
         }
-        vst1q_f32(out + c, vdivq_f32(s0, n));
-        vst1q_f32(out + c + 4, vdivq_f32(s1, n));
-        vst1q_f32(out + c + 8, vdivq_f32(s2, n));
-        vst1q_f32(out + c + 12, vdivq_f32(s3, n));
+        vst1q_f32(out + c, irnet_div4(s0, n));
+        vst1q_f32(out + c + 4, irnet_div4(s1, n));
+        vst1q_f32(out + c + 8, irnet_div4(s2, n));
+        vst1q_f32(out + c + 12, irnet_div4(s3, n));
     }
     for (; c + 4 <= channels; c += 4) {
         float32x4_t s0 = zero;
         for (p = 0, x = in + c; p < pixels; ++p, x += channels) {
             s0 = vaddq_f32(s0, vld1q_f32(x));
         }
-        vst1q_f32(out + c, vdivq_f32(s0, n));
+        vst1q_f32(out + c, irnet_div4(s0, n));
     }
     if (c < channels) {
         irnet_avgpool_tail(in, pixels, channels, c, out);
@@ -124,8 +131,9 @@ static inline void irnet_move4(float *dst, const float *src, int n)
 /* +0.0 in n floats, n a multiple of 4 */
 static inline void irnet_zero4(float *dst, int n)
 {
-    const float32x4_t zero = vdupq_n_f32(0.0f);
+    float32x4_t zero = vdupq_n_f32(0.0f);
     int i;
+    __asm__("" : "+w"(zero)); /* a zero GCC cannot see: it would call memset for these few floats */
     for (i = 0; i < n; i += 4) {
         vst1q_f32(dst + i, zero);
     }
