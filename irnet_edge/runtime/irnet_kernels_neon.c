@@ -777,31 +777,25 @@ static inline __attribute__((always_inline)) void irnet_c16_bits(const uint32_t 
 }
 
 #if defined(__aarch64__)
-/* Float output, channels 4g..4g+3 of 4 pixels (r: byte 4p + c) at o (pixel p's channels 16p + 4g...), with the
- * residual at res (may be o) when has_res; returns the compare masks value < 0, narrowed to byte 4p + c */
-static inline __attribute__((always_inline)) uint8x16_t irnet_c16_float4(uint8x16_t r, const uint16_t *bt,
-    const float *mult, const float *add, float *o, const float *res, int act, int ract, int has_res)
+/* Float output before the residual add, channels 4g..4g+3 of 4 pixels (r: byte 4p + c): y[p] is pixel p's */
+static inline __attribute__((always_inline)) void irnet_c16_float4(uint8x16_t r, const uint16_t *bt,
+    const float *mult, const float *add, int act, float32x4_t y[4])
 {
     const float32x4_t mv = vld1q_f32(mult), av = vld1q_f32(add);
     const int16x8_t dlo = vreinterpretq_s16_u16(vmlsl_u8(vld1q_u16(bt), vget_low_u8(r), vdup_n_u8(2)));
     const int16x8_t dhi = vreinterpretq_s16_u16(vmlsl_high_u8(vld1q_u16(bt + 8), r, vdupq_n_u8(2)));
-    float32x4_t y0 = irnet_finish4(vcvtq_f32_s32(vmovl_s16(vget_low_s16(dlo))), mv, av, act);
-    float32x4_t y1 = irnet_finish4(vcvtq_f32_s32(vmovl_high_s16(dlo)), mv, av, act);
-    float32x4_t y2 = irnet_finish4(vcvtq_f32_s32(vmovl_s16(vget_low_s16(dhi))), mv, av, act);
-    float32x4_t y3 = irnet_finish4(vcvtq_f32_s32(vmovl_high_s16(dhi)), mv, av, act);
-    if (has_res) {
-        y0 = irnet_act4(vaddq_f32(y0, vld1q_f32(res)), ract);
-        y1 = irnet_act4(vaddq_f32(y1, vld1q_f32(res + 16)), ract);
-        y2 = irnet_act4(vaddq_f32(y2, vld1q_f32(res + 32)), ract);
-        y3 = irnet_act4(vaddq_f32(y3, vld1q_f32(res + 48)), ract);
-    }
-    vst1q_f32(o, y0);
-    vst1q_f32(o + 16, y1);
-    vst1q_f32(o + 32, y2);
-    vst1q_f32(o + 48, y3);
-    return vuzp1q_u8(
-        vreinterpretq_u8_u16(vuzp1q_u16(vreinterpretq_u16_u32(vcltzq_f32(y0)), vreinterpretq_u16_u32(vcltzq_f32(y1)))),
-        vreinterpretq_u8_u16(vuzp1q_u16(vreinterpretq_u16_u32(vcltzq_f32(y2)), vreinterpretq_u16_u32(vcltzq_f32(y3)))));
+    y[0] = irnet_finish4(vcvtq_f32_s32(vmovl_s16(vget_low_s16(dlo))), mv, av, act);
+    y[1] = irnet_finish4(vcvtq_f32_s32(vmovl_high_s16(dlo)), mv, av, act);
+    y[2] = irnet_finish4(vcvtq_f32_s32(vmovl_s16(vget_low_s16(dhi))), mv, av, act);
+    y[3] = irnet_finish4(vcvtq_f32_s32(vmovl_high_s16(dhi)), mv, av, act);
+}
+
+/* The compare masks y[p] < 0 of one group, narrowed to byte 4p + c */
+static inline __attribute__((always_inline)) uint8x16_t irnet_c16_negative(const float32x4_t y[4])
+{
+    const uint16x8_t m01 = vuzp1q_u16(vreinterpretq_u16_u32(vcltzq_f32(y[0])), vreinterpretq_u16_u32(vcltzq_f32(y[1])));
+    const uint16x8_t m23 = vuzp1q_u16(vreinterpretq_u16_u32(vcltzq_f32(y[2])), vreinterpretq_u16_u32(vcltzq_f32(y[3])));
+    return vuzp1q_u8(vreinterpretq_u8_u16(m01), vreinterpretq_u8_u16(m23));
 }
 
 /* Float output: rows [0, ho), out_f32 the output, res the residual or null, sign the sign words or null */
@@ -839,23 +833,39 @@ static inline __attribute__((always_inline)) void irnet_c16_float(const uint32_t
             const float *r = has_res ? res + (size_t)oy * wo * 16 : 0;
             for (x = 0; x < wo; x += 4, o += 64, bt += 64) {
                 IRNET_C16_LOAD(vr, hr, x);
-                uint8x16_t s0, s1, s2, s3;
-                s0 = irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, w0, wq0), bt, mult, add, o, r,
-                    act, ract, has_res);
-                s1 = irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, w1, wq1), bt + 16, mult + 4,
-                    add + 4, o + 4, has_res ? r + 4 : 0, act, ract, has_res);
-                s2 = irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, w2, wq2), bt + 32, mult + 8,
-                    add + 8, o + 8, has_res ? r + 8 : 0, act, ract, has_res);
-                s3 = irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, w3, wq3), bt + 48, mult + 12,
-                    add + 12, o + 12, has_res ? r + 12 : 0, act, ract, has_res);
+                /* two groups at a time: a pixel's 8 channels of them are adjacent, so its residual and its
+                 * output are one load and one store of a pair of vectors */
+                uint8x16_t sg[4];
+                int g, p;
+#pragma GCC unroll 2
+                for (g = 0; g < 4; g += 2) {
+                    float32x4_t ya[4], yb[4];
+                    irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, g == 0 ? w0 : w2, g == 0 ? wq0 : wq2),
+                        bt + 16 * g, mult + 4 * g, add + 4 * g, act, ya);
+                    irnet_c16_float4(irnet_c16_group(x0, x1, x2, x3, q01, q23, g == 0 ? w1 : w3, g == 0 ? wq1 : wq3),
+                        bt + 16 * g + 16, mult + 4 * g + 4, add + 4 * g + 4, act, yb);
+#pragma GCC unroll 4
+                    for (p = 0; p < 4; ++p) {
+                        if (has_res) { /* read before o is written: r may be o */
+                            ya[p] = irnet_act4(vaddq_f32(ya[p], vld1q_f32(r + 16 * p + 4 * g)), ract);
+                            yb[p] = irnet_act4(vaddq_f32(yb[p], vld1q_f32(r + 16 * p + 4 * g + 4)), ract);
+                        }
+                        vst1q_f32(o + 16 * p + 4 * g, ya[p]);
+                        vst1q_f32(o + 16 * p + 4 * g + 4, yb[p]);
+                    }
+                    if (has_sign) {
+                        sg[g] = irnet_c16_negative(ya);
+                        sg[g + 1] = irnet_c16_negative(yb);
+                    }
+                }
                 if (has_res) {
                     r += 64;
                 }
                 if (has_sign) {
                     /* byte 4p + c of group g is channel 4g + c: bit c + 4 (g % 2) of byte g / 2 of the word */
                     const uint8x16_t bits = vld1q_u8(bit_of), high = vdupq_n_u8(0xF0);
-                    const uint8x16_t lo = vandq_u8(vbslq_u8(high, s1, s0), bits);
-                    const uint8x16_t hi = vandq_u8(vbslq_u8(high, s3, s2), bits);
+                    const uint8x16_t lo = vandq_u8(vbslq_u8(high, sg[1], sg[0]), bits);
+                    const uint8x16_t hi = vandq_u8(vbslq_u8(high, sg[3], sg[2]), bits);
                     const uint8x16_t sum = irnet_padd8(irnet_padd8(lo, hi), vdupq_n_u8(0));
                     /* bytes 0-3: the low bytes of pixels 0-3, 4-7 their high bytes */
                     const uint8x8_t s = vget_low_u8(sum);
