@@ -471,8 +471,10 @@ static inline __attribute__((always_inline)) void irnet_fused_group(const irnet_
         const float32x4_t mv = vld1q_f32(f->mult + co), av = vld1q_f32(f->add + co);
         char *const o = (char *)(out_f32 + co);
         const char *const r = f->residual != 0 ? (const char *)(f->residual + co) : 0;
-        if (f->acts == 1) {
+        if (f->acts == 1 && r != 0) { /* the ResNets' blocks: no test of r per store */
             irnet_store16_fused(o, dp, dots, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_HARDTANH);
+        } else if (f->acts == 1) {
+            irnet_store16_fused(o, dp, dots, mv, av, IRNET_ACT_NONE, 0, IRNET_ACT_HARDTANH);
         } else if (f->acts == 2) {
             irnet_store16_fused(o, dp, dots, mv, av, IRNET_ACT_NONE, r, IRNET_ACT_RELU);
         } else if (f->acts == 3) {
