@@ -36,7 +36,7 @@ static inline float irnet_activate(float y, int act)
 }
 
 /* The fused pool of a binary convolution with float output (irnet_fusion): out holds each pooled value's best dot
- * product as int32 bytes; each becomes act(fl(fl(float(dot) * mult) + add)) in place */
+ * product d as the float float(d); each becomes act(fl(fl(float(d) * mult) + add)) in place */
 void irnet_pool_dots_finish(const irnet_bconv_params *prm, float *out);
 
 #endif

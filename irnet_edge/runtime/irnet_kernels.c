@@ -36,25 +36,13 @@ static int irnet_fused_pixel(const irnet_fusion *f, int oy, int ox, int wo, int 
     return oy * wo + ox;
 }
 
-/* Value y (after the op's act) of channel co at output pixel 'pixel' (from irnet_fused_pixel) into the pool's
- * running value */
+/* Value y (after the op's act; a binary conv's dot as a float) of channel co at output pixel 'pixel' (from
+ * irnet_fused_pixel) into the pool's running value */
 static void irnet_pool_f32(const irnet_fusion *f, int pixel, int first, int co, int cout, float y, float *out)
 {
     float *dst = out + pixel * cout + co;
     if (first || (f->pool_min != 0 && f->pool_min[co] ? y < *dst : y > *dst)) {
         *dst = y;
-    }
-}
-
-/* Dot product dot of channel co at output pixel 'pixel' into the pool's running dot, which the float output holds
- * (as int32 bytes) until irnet_pool_dots_finish */
-static void irnet_pool_dot(const irnet_fusion *f, int pixel, int first, int co, int cout, int32_t dot, float *out)
-{
-    float *dst = out + pixel * cout + co;
-    int32_t best;
-    memcpy(&best, dst, sizeof best);
-    if (first || (f->pool_min != 0 && f->pool_min[co] ? dot < best : dot > best)) {
-        memcpy(dst, &dot, sizeof dot);
     }
 }
 
@@ -66,10 +54,7 @@ void irnet_pool_dots_finish(const irnet_bconv_params *prm, float *out)
     for (p = 0; p < n; ++p) {
         IRNET_SCALAR_LOOP
         for (co = 0; co < cout; ++co) {
-            int32_t dot;
-            float y;
-            memcpy(&dot, out + p * cout + co, sizeof dot);
-            y = (float)dot * mult[co];
+            float y = out[p * cout + co] * mult[co];
             IRNET_FENCE(y);
             out[p * cout + co] = irnet_activate(y + add[co], act);
         }
@@ -218,7 +203,9 @@ void irnet_conv_f32_u8(const irnet_conv_f32_u8_params *prm, const uint8_t *in, u
     }
 }
 
-void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
+/* irnet_bconv but a fused pool's transform: out of line, so that its loops need not keep prm for the end */
+static IRNET_NOINLINE void irnet_bconv_loops(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits,
+                                             float *out_f32)
 {
     const int h = prm->h, w = prm->w, cin = prm->cin, cout = prm->cout, k = prm->k, stride = prm->stride;
     const int pad = prm->pad, pad_one = prm->pad_one, ho = prm->ho, wo = prm->wo, act = prm->act;
@@ -241,13 +228,12 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
             int first = 1;
             const int pixel = fused ? irnet_fused_pixel(fuse, oy, ox, wo, &first) : 0;
             for (co = 0; co < cout; ++co) {
-                int32_t dot = 0;
+                int32_t dot, pop = 0, taps = 0; /* dot = the taps' cin - 2 * popcount, summed */
                 for (ky = 0; ky < k; ++ky) {
                     const int iy = oy * stride - pad + ky;
                     for (kx = 0; kx < k; ++kx) {
                         const int ix = ox * stride - pad + kx;
                         const uint32_t *wt = weight + ((co * k + ky) * k + kx) * words;
-                        int32_t pop = 0;
                         if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
                             /* zero padding: the tap is absent; +1 padding: activation bits are all 0 */
                             if (!pad_one) {
@@ -262,9 +248,10 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
                                 pop += irnet_popcount(xt[i] ^ wt[i]);
                             }
                         }
-                        dot += cin - 2 * pop;
+                        ++taps;
                     }
                 }
+                dot = taps * cin - 2 * pop;
                 if (out_bits != 0) {
                     if (dot < threshold[co]) {
                         word |= 1u << (co & 31);
@@ -277,10 +264,9 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
                         }
                         word = 0;
                     }
-                } else if (fuse->pool != 0) {
-                    irnet_pool_dot(fuse, pixel, first, co, cout, dot, out_f32);
                 } else {
-                    float y = (float)dot * mult[co];
+                    const float d = (float)dot;
+                    float y = d * mult[co];
                     IRNET_FENCE(y);
                     y = y + add[co];
                     if (!fused) {
@@ -291,16 +277,23 @@ void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *ou
                         const int at = (oy * wo + ox) * cout + co;
                         y = act == IRNET_ACT_NONE ? y : irnet_activate(y, act);
                         out_f32[at] = irnet_activate(y + fuse->residual[at], fuse->residual_act);
+                    } else { /* the pool's running best dot, as a float (exact: |dot| < 2^24) */
+                        irnet_pool_f32(fuse, pixel, first, co, cout, d, out_f32);
                     }
                 }
             }
         }
     }
-    if (out_bits == 0 && fz.pool != 0) {
-        irnet_pool_dots_finish(prm, out_f32);
-    }
     if (out_bits == 0 && fz.sign != 0) {
         irnet_sign_pack(out_f32, ho * wo, cout, fz.sign);
+    }
+}
+
+void irnet_bconv(const irnet_bconv_params *prm, const uint32_t *in, uint32_t *out_bits, float *out_f32)
+{
+    irnet_bconv_loops(prm, in, out_bits, out_f32);
+    if (out_bits == 0 && prm->fuse.pool != 0) {
+        irnet_pool_dots_finish(prm, out_f32);
     }
 }
 

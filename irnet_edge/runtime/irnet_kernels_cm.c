@@ -22,7 +22,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 #if defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
 #endif
@@ -969,9 +968,9 @@ static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, 
 }
 
 /* The dot products of channels c0 .. c0 + m - 1, dot[j] = bits - scale * pops[j] (scale 2: pop counts; -1 with
- * bits 0: the dots themselves), into the pooled pixel's running dots, which the float output holds as int32 bytes until
- * irnet_pool_dots_finish (a fused pool of a float output, irnet_fusion): best = the largest, or the smallest where
- * pool_min is set */
+ * bits 0: the dots themselves), into the pooled pixel's running dots, which the float output holds as floats
+ * (exact: |dot| < 2^24) until irnet_pool_dots_finish (a fused pool of a float output, irnet_fusion): best = the
+ * largest, or the smallest where pool_min is set */
 static __attribute__((noinline)) void irnet_cm_pool_dots(const irnet_fusion *f, int oy, int ox, int wo, int c0,
     int m, int cout, const int32_t *pops, int32_t bits, int32_t scale, float *out)
 {
@@ -980,25 +979,20 @@ static __attribute__((noinline)) void irnet_cm_pool_dots(const irnet_fusion *f, 
     const uint8_t *min_mask = f->pool_min != 0 ? f->pool_min + c0 : 0;
     if (first) {
         for (j = 0; j < m; ++j) {
-            const int32_t dot = bits - scale * pops[j];
-            memcpy(dst + j, &dot, sizeof dot);
+            dst[j] = (float)(bits - scale * pops[j]);
         }
     } else if (min_mask == 0) {
         for (j = 0; j < m; ++j) {
-            const int32_t dot = bits - scale * pops[j];
-            int32_t best;
-            memcpy(&best, dst + j, sizeof best);
-            if (dot > best) {
-                memcpy(dst + j, &dot, sizeof dot);
+            const float dot = (float)(bits - scale * pops[j]);
+            if (dot > dst[j]) {
+                dst[j] = dot;
             }
         }
     } else {
         for (j = 0; j < m; ++j) {
-            const int32_t dot = bits - scale * pops[j];
-            int32_t best;
-            memcpy(&best, dst + j, sizeof best);
-            if (min_mask[j] ? dot < best : dot > best) {
-                memcpy(dst + j, &dot, sizeof dot);
+            const float dot = (float)(bits - scale * pops[j]);
+            if (min_mask[j] ? dot < dst[j] : dot > dst[j]) {
+                dst[j] = dot;
             }
         }
     }
@@ -1270,6 +1264,19 @@ static inline void irnet_h3_floats(const uint32_t *sums, int m, int pairs, const
     }
 }
 
+/* The dots of one window's m channels from irnet_h3_sums into the fused pool (irnet_cm_pool_dots); out of line,
+ * so that irnet_bconv_h3 keeps its registers */
+static __attribute__((noinline)) void irnet_h3_pool(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m,
+    int pairs, int cout, const uint32_t *sums, float *out)
+{
+    int32_t dots[16];
+    int j;
+    for (j = 0; j < m; ++j) {
+        dots[j] = j < pairs ? (int16_t)(sums[j] & 0xFFFFu) : (int32_t)sums[8 + j - pairs];
+    }
+    irnet_cm_pool_dots(f, oy, ox, wo, c0, m, cout, dots, 0, -1, out);
+}
+
 /* 3x3 convolutions of at most 16 input channels on DSP cores (Helium ones too, counting with vectors: for half a
  * word per tap this beats four words per vector step), in chunks of up to 16 output channels (8 pair-words, 72 weight words,
  * which fit the window buffer with a strip of 18 input columns). Per output row the three input rows are
@@ -1399,16 +1406,12 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
                         irnet_h3_sums(x, wb, v, pairs, sums);
 #endif
                         if (fuse->pool != 0) {
-                            int32_t dots[16];
-                            for (r = 0; r < m; ++r) {
-                                dots[r] = r < pairs ? (int16_t)(sums[r] & 0xFFFFu) : (int32_t)sums[8 + r - pairs];
+                            irnet_h3_pool(fuse, oy, ox0 + i, wo, c0, m, pairs, cout, sums, out_f32);
+                        } else {
+                            irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, obase + pixel * ostride);
+                            if (fused) {
+                                irnet_cm_fused_f32(fuse, oy, ox0 + i, wo, c0, m, cout, fvals, out_f32);
                             }
-                            irnet_cm_pool_dots(fuse, oy, ox0 + i, wo, c0, m, cout, dots, 0, -1, out_f32);
-                            continue;
-                        }
-                        irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, obase + pixel * ostride);
-                        if (fused) {
-                            irnet_cm_fused_f32(fuse, oy, ox0 + i, wo, c0, m, cout, fvals, out_f32);
                         }
                     }
                 }
