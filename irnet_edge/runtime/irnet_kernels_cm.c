@@ -967,30 +967,29 @@ static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, 
     }
 }
 
-/* The dot products of channels c0 .. c0 + m - 1, dot[j] = bits - scale * pops[j] (scale 2: pop counts; -1 with
- * bits 0: the dots themselves), into the pooled pixel's running dots, which the float output holds as floats
- * (exact: |dot| < 2^24) until irnet_pool_dots_finish (a fused pool of a float output, irnet_fusion): best = the
- * largest, or the smallest where pool_min is set */
+/* The dot products of channels c0 .. c0 + m - 1, dot[j] = bits - 2 * pops[j], into the pooled pixel's running
+ * dots, which the float output holds as floats (exact: |dot| < 2^24) until irnet_pool_dots_finish (a fused pool
+ * of a float output, irnet_fusion): best = the largest, or the smallest where pool_min is set */
 static __attribute__((noinline)) void irnet_cm_pool_dots(const irnet_fusion *f, int oy, int ox, int wo, int c0,
-    int m, int cout, const int32_t *pops, int32_t bits, int32_t scale, float *out)
+    int m, int cout, const int32_t *pops, int32_t bits, float *out)
 {
     int first, j;
     float *dst = out + irnet_cm_pixel(f, oy, ox, wo, &first) * cout + c0;
     const uint8_t *min_mask = f->pool_min != 0 ? f->pool_min + c0 : 0;
     if (first) {
         for (j = 0; j < m; ++j) {
-            dst[j] = (float)(bits - scale * pops[j]);
+            dst[j] = (float)(bits - 2 * pops[j]);
         }
     } else if (min_mask == 0) {
         for (j = 0; j < m; ++j) {
-            const float dot = (float)(bits - scale * pops[j]);
+            const float dot = (float)(bits - 2 * pops[j]);
             if (dot > dst[j]) {
                 dst[j] = dot;
             }
         }
     } else {
         for (j = 0; j < m; ++j) {
-            const float dot = (float)(bits - scale * pops[j]);
+            const float dot = (float)(bits - 2 * pops[j]);
             if (min_mask[j] ? dot < dst[j] : dot > dst[j]) {
                 dst[j] = dot;
             }
@@ -1264,19 +1263,6 @@ static inline void irnet_h3_floats(const uint32_t *sums, int m, int pairs, const
     }
 }
 
-/* The dots of one window's m channels from irnet_h3_sums into the fused pool (irnet_cm_pool_dots); out of line,
- * so that irnet_bconv_h3 keeps its registers */
-static __attribute__((noinline)) void irnet_h3_pool(const irnet_fusion *f, int oy, int ox, int wo, int c0, int m,
-    int pairs, int cout, const uint32_t *sums, float *out)
-{
-    int32_t dots[16];
-    int j;
-    for (j = 0; j < m; ++j) {
-        dots[j] = j < pairs ? (int16_t)(sums[j] & 0xFFFFu) : (int32_t)sums[8 + j - pairs];
-    }
-    irnet_cm_pool_dots(f, oy, ox, wo, c0, m, cout, dots, 0, -1, out);
-}
-
 /* 3x3 convolutions of at most 16 input channels on DSP cores (Helium ones too, counting with vectors: for half a
  * word per tap this beats four words per vector step), in chunks of up to 16 output channels (8 pair-words, 72 weight words,
  * which fit the window buffer with a strip of 18 input columns). Per output row the three input rows are
@@ -1405,21 +1391,14 @@ static __attribute__((noinline)) void irnet_bconv_h3(const irnet_bconv_params *p
 #else
                         irnet_h3_sums(x, wb, v, pairs, sums);
 #endif
-                        if (fuse->pool != 0) {
-                            irnet_h3_pool(fuse, oy, ox0 + i, wo, c0, m, pairs, cout, sums, out_f32);
-                        } else {
-                            irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, obase + pixel * ostride);
-                            if (fused) {
-                                irnet_cm_fused_f32(fuse, oy, ox0 + i, wo, c0, m, cout, fvals, out_f32);
-                            }
+                        irnet_h3_floats(sums, m, pairs, mult + c0, add + c0, act, obase + pixel * ostride);
+                        if (fused) {
+                            irnet_cm_fused_f32(fuse, oy, ox0 + i, wo, c0, m, cout, fvals, out_f32);
                         }
                     }
                 }
             }
         }
-    }
-    if (out_bits == 0 && fuse->pool != 0) {
-        irnet_pool_dots_finish(prm, out_f32);
     }
 }
 #endif
@@ -1684,7 +1663,7 @@ static inline __attribute__((always_inline)) void irnet_bconv_rows_body(const ir
                         bits_base[(oy * wo + ox) * bits_step + c0 / 32] = word;
                     }
                 } else if (fuse->pool != 0) {
-                    irnet_cm_pool_dots(fuse, oy, ox, wo, c0, m, cout, pops, bits_counted, 2, out_f32);
+                    irnet_cm_pool_dots(fuse, oy, ox, wo, c0, m, cout, pops, bits_counted, out_f32);
                 } else {
                     float *vals = fused ? fvals : out_f32 + (oy * wo + ox) * cout + c0;
                     irnet_cm_floats(pops, m, bits_counted, mult + c0, add + c0, act, vals);
@@ -1697,9 +1676,6 @@ static inline __attribute__((always_inline)) void irnet_bconv_rows_body(const ir
                 irnet_cm_pool_words(fuse, oy, ox, wo, out_words, pooled, out_bits);
             }
         }
-    }
-    if (!bits_out && fuse->pool != 0) {
-        irnet_pool_dots_finish(prm, out_f32);
     }
 }
 
@@ -1732,7 +1708,8 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
         return;
     }
 #if defined(IRNET_CM_H3)
-    if (prm->cin <= 16 && prm->k == 3 && prm->pad <= 1) {
+    /* (a float output with a fused pool, which pools dot products, runs the loop below) */
+    if (prm->cin <= 16 && prm->k == 3 && prm->pad <= 1 && (out_bits != 0 || prm->fuse.pool == 0)) {
         irnet_bconv_h3(prm, in, out_bits, out_f32);
         return;
     }
@@ -1746,6 +1723,9 @@ void irnet_bconv_cm(const irnet_bconv_params *prm, const uint32_t *in, uint32_t 
 #else
     irnet_bconv_rows(prm, in, out_bits, out_f32);
 #endif
+    if (out_bits == 0 && prm->fuse.pool != 0) {
+        irnet_pool_dots_finish(prm, out_f32);
+    }
 }
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__)
