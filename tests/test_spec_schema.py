@@ -328,6 +328,18 @@ def test_shape_rules_name_the_layer():
      r"needs a flat input, but its input is a 1x28x28 feature map; put a flatten layer before it"),
     ([{"type": "flatten"}, {"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3}],
      r"needs a C x H x W feature map, but its input is flattened \(784\); move it before the flatten"),
+    ([{"type": "global_avgpool"}, {"type": "batchnorm1d", "num_features": 1}, {"type": "flatten"}],
+     r"layer 1 \(batchnorm1d\) does not fit input 1x1x1: needs a flat input, .*put a flatten layer before it"),
+    ([{"type": "residual", "body": [{"type": "conv2d", "in_channels": 4, "out_channels": 1, "kernel_size": 3,
+                                     "padding": 1}], "shortcut": []}],
+     r"layer 0 \(residual\) body layer 0 \(conv2d\) does not fit input 1x28x28: in_channels is 4, .*set "
+     r"in_channels to 1"),
+    ([{"type": "residual", "body": [{"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3,
+                                     "padding": 1}], "shortcut": []}],
+     r"layer 0 \(residual\): its body gives 2x28x28 but its shortcut gives 1x28x28, and they are added"),
+    ([{"type": "flatten"}, {"type": "residual", "body": [{"type": "linear", "in_features": 784, "out_features": 784}],
+                            "shortcut": []}],
+     r"layer 1 \(residual\) adds to a flattened 1x28x28 feature map, which deployment cannot export"),
 ])
 def test_shape_errors_say_what_would_fit(layers, expected):
     """A layer whose fields do not fit its input is named with the value that would (not PyTorch's wording)."""

@@ -167,6 +167,8 @@ def _misfit(node: dict, x: torch.Tensor) -> str | None:
         if isinstance(pad, int) and min(x.shape[2:]) + 2 * pad < k:
             return (f"its {k}x{k} kernel is larger than its input with padding ({x.shape[2] + 2 * pad}x"
                     f"{x.shape[3] + 2 * pad}); use a smaller kernel_size or more padding, or remove a pooling layer")
+    if kind == "batchnorm1d" and x.dim() != 2:
+        return f"needs a flat input, but its input is a {_shape(x)} feature map; put a flatten layer before it"
     if kind in ("batchnorm2d", "batchnorm1d") and node["num_features"] != c:
         return f"num_features is {node['num_features']}, but its input has {c}; set num_features to {c}"
     if kind in ("linear", "irlinear"):
@@ -175,6 +177,33 @@ def _misfit(node: dict, x: torch.Tensor) -> str | None:
         if node["in_features"] != c:
             return f"in_features is {node['in_features']}, but its input has {c} features; set in_features to {c}"
     return None
+
+
+def _apply(node: dict, module: nn.Module, x: torch.Tensor, where: str) -> torch.Tensor:
+    """module(x), or an IrnetEdgeError naming the layer (a residual's: the layer of its body or shortcut) that does
+    not fit its input, and why."""
+    misfit = _misfit(node, x)
+    if misfit is not None:
+        raise IrnetEdgeError(f"{PREFIX}{where} does not fit input {_shape(x)}: {misfit}")
+    if node["type"] == "sequential":
+        for j, (inner, layer) in enumerate(zip(node["layers"], module, strict=True)):
+            x = _apply(inner, layer, x, f"{where} layer {j} ({inner['type']})")
+        return x
+    if node["type"] == "residual":
+        paths = []
+        for part in ("body", "shortcut"):
+            y = x
+            for j, (inner, layer) in enumerate(zip(node.get(part) or [], getattr(module, part), strict=True)):
+                y = _apply(inner, layer, y, f"{where} {part} layer {j} ({inner['type']})")
+            paths.append(y)
+        if paths[0].shape != paths[1].shape:
+            raise IrnetEdgeError(f"{PREFIX}{where}: its body gives {_shape(paths[0])} but its shortcut gives "
+                                 f"{_shape(paths[1])}, and they are added; make both give the same shape")
+        return paths[0] + paths[1]
+    try:
+        return module(x)
+    except (RuntimeError, ValueError) as exc:
+        raise IrnetEdgeError(f"{PREFIX}{where} does not fit input {_shape(x)}: {str(exc).splitlines()[0]}") from None
 
 
 def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, int], offset: int = 0) -> torch.Tensor:
@@ -192,17 +221,15 @@ def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, in
                 if node["type"] in ("linear", "irlinear") and x.dim() == 2 and last_map[1] != last_map[2]:
                     raise IrnetEdgeError(f"{PREFIX}{where} follows a non-square {'x'.join(map(str, last_map))} "
                                          "feature map, which deployment cannot export")
-                if node["type"] == "batchnorm1d" and last_map[1] * last_map[2] != 1 and following != "linear":
+                if (node["type"] == "batchnorm1d" and x.dim() == 2 and last_map[1] * last_map[2] != 1
+                        and following != "linear"):
                     raise IrnetEdgeError(f"{PREFIX}{where} normalizes a flattened {'x'.join(map(str, last_map))} "
                                          "feature map: deployment folds it into a linear layer, which must follow it")
-                misfit = _misfit(node, x)
-                if misfit is not None:
-                    raise IrnetEdgeError(f"{PREFIX}{where} does not fit input {_shape(x)}: {misfit}")
-                try:
-                    x = module(x)
-                except RuntimeError as exc:
-                    raise IrnetEdgeError(f"{PREFIX}{where} does not fit input {_shape(x)}: "
-                                         f"{str(exc).splitlines()[0]}") from None
+                if node["type"] == "residual" and x.dim() == 2 and last_map[1] * last_map[2] != 1:
+                    raise IrnetEdgeError(f"{PREFIX}{where} adds to a flattened {'x'.join(map(str, last_map))} "
+                                         "feature map, which deployment cannot export (it keeps the map's shape "
+                                         "through the flatten): put the residual before the flatten, or pool to 1x1")
+                x = _apply(node, module, x, where)
                 if x.dim() == 4:
                     last_map = tuple(x.shape[1:])
                 elif node["type"] in ("linear", "irlinear"):  # a linear layer's output is a 1x1 map
