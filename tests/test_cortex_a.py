@@ -171,28 +171,34 @@ def test_neon_elementwise_kernels_equal_the_portable_ones_on_special_values(arch
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
 
 
+# The C test drivers' random numbers and special floats: +-0, subnormals, the smallest normals, +-1, infinities,
+# NaNs (quiet and signalling), the largest finite values
+SPECIAL_FLOATS_C = r"""
+static unsigned state = 12345u;
+static unsigned next(void) { state = state * 1664525u + 1013904223u; return state >> 8; }
+
+static float bits_float(unsigned b) { float f; memcpy(&f, &b, sizeof f); return f; }
+
+static const unsigned special[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x80000001u, 0x007FFFFFu, 0x807FFFFFu,
+                                   0x00800000u, 0x80800000u, 0x3F800000u, 0xBF800000u, 0x7F800000u, 0xFF800000u,
+                                   0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0xFF800001u, 0x7F7FFFFFu, 0xFF7FFFFFu};
+"""
+
 FLOAT_DRIVER = r"""
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "irnet_runtime.h"
-
-static unsigned state = 12345u;
-static unsigned next(void) { state = state * 1664525u + 1013904223u; return state >> 8; }
+""" + SPECIAL_FLOATS_C + r"""
 
 static float *floats(int n) { return malloc(sizeof(float) * (size_t)n); }
 
-static float bits_float(unsigned b) { float f; memcpy(&f, &b, sizeof f); return f; }
 
 /* mode 0: spread values; 1: one in five special (+-0, subnormals, +-inf, NaNs, extremes); 2: ties (+-0, +-1,
  * +-the smallest subnormal, the smallest normal, 0.5) */
 static float value(int mode)
 {
-    static const unsigned special[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x80000001u, 0x007FFFFFu,
-                                       0x807FFFFFu, 0x00800000u, 0x80800000u, 0x3F800000u, 0xBF800000u,
-                                       0x7F800000u, 0xFF800000u, 0x7FC00000u, 0xFFC00000u, 0x7F800001u,
-                                       0xFF800001u, 0x7F7FFFFFu, 0xFF7FFFFFu};
     static const unsigned ties[] = {0x00000000u, 0x80000000u, 0x3F800000u, 0xBF800000u, 0x00000001u,
                                     0x80000001u, 0x00800000u, 0x3F000000u};
     const unsigned r = next();
@@ -337,17 +343,24 @@ def test_neon_float_conv_and_maxpool_equal_the_portable_ones(cc, arch, tmp_path)
     strides 1 and 2, with and without padding, odd maps, every activation and bits output, the ImageNet stem on a
     64x64 map; max-pools of kernels 1-5, strides 1-3, every padding, max and min channels, on ties of +-0 and
     subnormals and on NaNs, infinities and subnormals (pools bit for bit, convolutions up to NaN payloads)."""
+    assert run_neon_driver(FLOAT_DRIVER, ("irnet_kernels.c", "irnet_conv_f32_neon.c"), cc, arch,
+                           tmp_path).endswith("ok")
+
+
+def run_neon_driver(driver: str, runtime: tuple[str, ...], cc: str, arch: str, tmp_path) -> str:
+    """Builds a C test driver with the named runtime files for arch (strict flags, static) with gcc or clang,
+    runs it under the arch's emulator and returns its stripped output; asserts it exits 0."""
     import subprocess
 
     from irnet_edge.codegen.render import RUNTIME_DIR
-    from irnet_edge.verify.toolchain import CROSS
+    from irnet_edge.verify.toolchain import CROSS, STRICT_CFLAGS
 
-    (tmp_path / "driver.c").write_text(FLOAT_DRIVER)
+    (tmp_path / "driver.c").write_text(driver)
     cross = CROSS[arch]
     compiler = [cross.cc] if cc == "gcc" else ["clang", f"--target={CLANG_TARGET[arch]}"]
-    sources = [str(tmp_path / "driver.c"), str(RUNTIME_DIR / "irnet_kernels.c"),
-               str(RUNTIME_DIR / "irnet_conv_f32_neon.c")]
-    subprocess.run([*compiler, *cross.cflags.split(), "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                    "-static", "-I", str(RUNTIME_DIR), *sources, "-o", str(tmp_path / "t")], check=True)
+    sources = [str(tmp_path / "driver.c"), *(str(RUNTIME_DIR / name) for name in runtime)]
+    subprocess.run([*compiler, *cross.cflags.split(), *STRICT_CFLAGS.split(), "-static", "-I", str(RUNTIME_DIR),
+                    *sources, "-o", str(tmp_path / "t")], check=True)
     result = subprocess.run([*cross.launcher, str(tmp_path / "t")], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()

@@ -1,28 +1,21 @@
 """irnet_maxpool_f32_neon, irnet_avgpool_neon and irnet_shortcut_a_neon against the portable kernels, bit for bit,
 under aarch64 and armv7, gcc and clang: channels 1-65, odd maps, min channels, and values that include +-0.0,
 NaNs, infinities and subnormals (which armv7 NEON float would flush)."""
-import subprocess
-
 import pytest
+
+from .test_cortex_a import FLOAT_BUILDS, SPECIAL_FLOATS_C, run_neon_driver
 
 POOL_DRIVER = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "irnet_runtime.h"
+""" + SPECIAL_FLOATS_C + r"""
 
-static unsigned state = 12345u;
-static unsigned next(void) { state = state * 1664525u + 1013904223u; return state >> 8; }
-
-static float bits_float(unsigned b) { float f; memcpy(&f, &b, sizeof f); return f; }
 
 /* mode 0: spread values; 1: one in three special (+-0, subnormals, +-inf, NaNs, extremes); 2: ties only */
 static float value(int mode)
 {
-    static const unsigned special[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x80000001u, 0x007FFFFFu,
-                                       0x807FFFFFu, 0x00800000u, 0x80800000u, 0x3F800000u, 0xBF800000u,
-                                       0x7F800000u, 0xFF800000u, 0x7FC00000u, 0xFFC00000u, 0x7F800001u,
-                                       0xFF800001u, 0x7F7FFFFFu, 0xFF7FFFFFu};
     static const unsigned ties[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x80000001u, 0x3F800000u};
     const unsigned r = next();
     if (mode == 1 && r % 3 == 0) {
@@ -148,21 +141,7 @@ int main(void)
 }
 """
 
-BUILDS = [("gcc", "aarch64"), ("clang", "aarch64"), ("gcc", "armv7"), ("clang", "armv7")]
-CLANG_TARGET = {"aarch64": "aarch64-linux-gnu", "armv7": "arm-linux-gnueabihf"}
-
-
-@pytest.mark.parametrize("cc,arch", BUILDS, ids=[f"{cc}-{arch}" for cc, arch in BUILDS])
+@pytest.mark.parametrize("cc,arch", FLOAT_BUILDS, ids=[f"{cc}-{arch}" for cc, arch in FLOAT_BUILDS])
 def test_neon_pools_and_shortcut_equal_the_portable_ones(cc, arch, tmp_path):
-    from irnet_edge.codegen.render import RUNTIME_DIR
-    from irnet_edge.verify.toolchain import CROSS, STRICT_CFLAGS
-
-    (tmp_path / "driver.c").write_text(POOL_DRIVER)
-    cross = CROSS[arch]
-    compiler = [cross.cc] if cc == "gcc" else ["clang", f"--target={CLANG_TARGET[arch]}"]
-    sources = [str(tmp_path / "driver.c"), str(RUNTIME_DIR / "irnet_kernels.c"),
-               str(RUNTIME_DIR / "irnet_conv_f32_neon.c"), str(RUNTIME_DIR / "irnet_elementwise_neon.c")]
-    subprocess.run([*compiler, *cross.cflags.split(), *STRICT_CFLAGS.split(), "-static", "-I", str(RUNTIME_DIR),
-                    *sources, "-o", str(tmp_path / "t")], check=True)
-    result = subprocess.run([*cross.launcher, str(tmp_path / "t")], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
+    runtime = ("irnet_kernels.c", "irnet_conv_f32_neon.c", "irnet_elementwise_neon.c")
+    assert run_neon_driver(POOL_DRIVER, runtime, cc, arch, tmp_path) == "ok"
