@@ -198,7 +198,7 @@ def fusion(y: torch.Tensor, ins: list[torch.Tensor], op: Op) -> torch.Tensor:
     drops the rows and columns no window covers, as the C never computes them."""
     if "residual_act" in op.attrs:
         y = _act(y + ins[1], op.attrs["residual_act"])
-    if "pool" in op.attrs and not (op.kind == "bconv" and y.dtype != torch.bool):  # bconv pooled its dots
+    if "pool" in op.attrs and not (op.kind == "bconv" and op.attrs["out"] == "f32"):  # bconv pooled its dots
         k = op.attrs["pool"]
         window = Op("maxpool", op.name, [], "", {"k": k, "stride": k, "pad": 0},
                     {"min_mask": op.consts.get("pool_min"), "or_mask": op.consts.get("pool_or")})

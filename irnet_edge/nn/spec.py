@@ -186,16 +186,10 @@ def _apply(node: dict, module: nn.Module, x: torch.Tensor, where: str) -> torch.
     if misfit is not None:
         raise IrnetEdgeError(f"{PREFIX}{where} does not fit input {_shape(x)}: {misfit}")
     if node["type"] == "sequential":
-        for j, (inner, layer) in enumerate(zip(node["layers"], module, strict=True)):
-            x = _apply(inner, layer, x, f"{where} layer {j} ({inner['type']})")
-        return x
+        return _apply_all(node["layers"], module, x, where)
     if node["type"] == "residual":
-        paths = []
-        for part in ("body", "shortcut"):
-            y = x
-            for j, (inner, layer) in enumerate(zip(node.get(part) or [], getattr(module, part), strict=True)):
-                y = _apply(inner, layer, y, f"{where} {part} layer {j} ({inner['type']})")
-            paths.append(y)
+        paths = [_apply_all(node.get(part) or [], getattr(module, part), x, f"{where} {part}")
+                 for part in ("body", "shortcut")]
         if paths[0].shape != paths[1].shape:
             raise IrnetEdgeError(f"{PREFIX}{where}: its body gives {_shape(paths[0])} but its shortcut gives "
                                  f"{_shape(paths[1])}, and they are added; make both give the same shape")
@@ -204,6 +198,13 @@ def _apply(node: dict, module: nn.Module, x: torch.Tensor, where: str) -> torch.
         return module(x)
     except (RuntimeError, ValueError) as exc:
         raise IrnetEdgeError(f"{PREFIX}{where} does not fit input {_shape(x)}: {str(exc).splitlines()[0]}") from None
+
+
+def _apply_all(nodes: list[dict], modules: nn.Sequential, x: torch.Tensor, where: str) -> torch.Tensor:
+    """_apply through a nested sequence of layers (a residual's body or shortcut), each named within `where`."""
+    for j, (inner, layer) in enumerate(zip(nodes, modules, strict=True)):
+        x = _apply(inner, layer, x, f"{where} layer {j} ({inner['type']})")
+    return x
 
 
 def _forward(model: nn.Sequential, layers: list[dict], shape: tuple[int, int, int], offset: int = 0) -> torch.Tensor:
