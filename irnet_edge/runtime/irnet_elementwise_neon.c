@@ -15,23 +15,6 @@
 #include <string.h>
 #include "irnet_neon_float.h"
 
-#if defined(__aarch64__)
-/* channels c.. of irnet_avgpool, one at a time */
-static void irnet_avgpool_tail(const float *in, int pixels, int channels, int c, float *out)
-{
-    int p;
-    for (; c < channels; ++c) {
-        float sum = 0.0f, n = (float)pixels;
-        IRNET_SCALAR_LOOP
-        for (p = 0; p < pixels; ++p) {
-            sum = sum + in[(long)p * channels + c];
-        }
-        IRNET_OPAQUE(n); /* a division stays a division (irnet_exact.h) */
-        out[c] = sum / n;
-    }
-}
-#endif
-
 void irnet_sign_pack_neon(const float *in, int pixels, int channels, uint32_t *out)
 {
     irnet_sign_pack_fast(in, pixels, channels, out);
@@ -100,7 +83,7 @@ void irnet_avgpool_neon(const float *in, int pixels, int channels, float *out)
         vst1q_f32(out + c, irnet_div4(s0, n));
     }
     if (c < channels) {
-        irnet_avgpool_tail(in, pixels, channels, c, out);
+        irnet_avgpool_from(in, pixels, channels, c, out);
     }
 #else
     irnet_avgpool(in, pixels, channels, out); /* armv7 NEON float flushes subnormals to zero */

@@ -39,4 +39,7 @@ static inline float irnet_activate(float y, int act)
  * product d as the float float(d); each becomes act(fl(fl(float(d) * mult) + add)) in place */
 void irnet_pool_dots_finish(const irnet_bconv_params *prm, float *out);
 
+/* irnet_avgpool of channels c .. channels - 1 only (the channels an optimised kernel leaves) */
+void irnet_avgpool_from(const float *in, int pixels, int channels, int c, float *out);
+
 #endif

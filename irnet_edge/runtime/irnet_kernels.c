@@ -48,17 +48,13 @@ static void irnet_pool_f32(const irnet_fusion *f, int pixel, int first, int co, 
 
 void irnet_pool_dots_finish(const irnet_bconv_params *prm, float *out)
 {
-    const int n = (prm->ho / prm->fuse.pool) * (prm->wo / prm->fuse.pool), cout = prm->cout, act = prm->act;
-    const float *mult = prm->mult, *add = prm->add;
-    int p, co;
-    for (p = 0; p < n; ++p) {
-        IRNET_SCALAR_LOOP
-        for (co = 0; co < cout; ++co) {
-            float y = out[p * cout + co] * mult[co];
-            IRNET_FENCE(y);
-            out[p * cout + co] = irnet_activate(y + add[co], act);
-        }
-    }
+    irnet_affine_params transform;
+    transform.pixels = (prm->ho / prm->fuse.pool) * (prm->wo / prm->fuse.pool);
+    transform.channels = prm->cout;
+    transform.mult = prm->mult;
+    transform.add = prm->add;
+    transform.act = prm->act;
+    irnet_affine(&transform, out, out); /* in place: each value is read before it is written */
 }
 
 /* One finished bits word of output pixel 'pixel': stored, or pooled into the pooled pixel's word */
@@ -493,8 +489,13 @@ void irnet_avgpool2d(const irnet_avgpool2d_params *prm, const float *in, float *
 
 void irnet_avgpool(const float *in, int pixels, int channels, float *out)
 {
-    int p, c;
-    for (c = 0; c < channels; ++c) {
+    irnet_avgpool_from(in, pixels, channels, 0, out);
+}
+
+void irnet_avgpool_from(const float *in, int pixels, int channels, int c, float *out)
+{
+    int p;
+    for (; c < channels; ++c) {
         float sum = 0.0f, n = (float)pixels;
         IRNET_SCALAR_LOOP
         for (p = 0; p < pixels; ++p) {

@@ -900,6 +900,45 @@ static inline __attribute__((always_inline)) uint32_t irnet_cm_residual(const fl
     return bits;
 }
 
+/* Value j of irnet_cm_pool: vals[j], or without vals the dot product bits - 2 * pops[j] as a float (exact: |dot| <
+ * 2^24) */
+static inline __attribute__((always_inline)) float irnet_cm_pool_value(const float *vals, const int32_t *pops,
+    int32_t bits, int j)
+{
+    return vals != 0 ? vals[j] : (float)(bits - 2 * pops[j]);
+}
+
+/* m values (irnet_cm_pool_value) into the pool's running values at dst: the window's first pixel sets them, the
+ * others replace those they exceed (are below, where min_mask is set); always inlined, so that each caller's
+ * loops read their values directly */
+static inline __attribute__((always_inline)) void irnet_cm_pool(float *dst, int first, const uint8_t *min_mask,
+    int m, const float *vals, const int32_t *pops, int32_t bits)
+{
+    int j;
+    if (first) {
+        IRNET_SCALAR_LOOP
+        for (j = 0; j < m; ++j) {
+            dst[j] = irnet_cm_pool_value(vals, pops, bits, j);
+        }
+    } else if (min_mask == 0) {
+        IRNET_SCALAR_LOOP
+        for (j = 0; j < m; ++j) {
+            const float v = irnet_cm_pool_value(vals, pops, bits, j);
+            if (v > dst[j]) {
+                dst[j] = v;
+            }
+        }
+    } else {
+        IRNET_SCALAR_LOOP
+        for (j = 0; j < m; ++j) {
+            const float v = irnet_cm_pool_value(vals, pops, bits, j);
+            if (min_mask[j] ? v < dst[j] : v > dst[j]) {
+                dst[j] = v;
+            }
+        }
+    }
+}
+
 /* Float values (after the op's act) of channels c0 .. c0 + m - 1, which lie in one word of the sign output:
  * pooled, or added to the residual and signed */
 static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, int oy, int ox, int wo, int c0,
@@ -911,27 +950,7 @@ static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, 
     uint32_t bits = 0u;
     int j;
     if (f->pool != 0) {
-        const uint8_t *min_mask = f->pool_min != 0 ? f->pool_min + c0 : 0;
-        if (first) {
-            IRNET_SCALAR_LOOP
-            for (j = 0; j < m; ++j) {
-                dst[j] = vals[j];
-            }
-        } else if (min_mask == 0) {
-            IRNET_SCALAR_LOOP
-            for (j = 0; j < m; ++j) {
-                if (vals[j] > dst[j]) {
-                    dst[j] = vals[j];
-                }
-            }
-        } else {
-            IRNET_SCALAR_LOOP
-            for (j = 0; j < m; ++j) {
-                if (min_mask[j] ? vals[j] < dst[j] : vals[j] > dst[j]) {
-                    dst[j] = vals[j];
-                }
-            }
-        }
+        irnet_cm_pool(dst, first, f->pool_min != 0 ? f->pool_min + c0 : 0, m, vals, 0, 0);
         return;
     }
     if (f->residual != 0) {
@@ -969,32 +988,13 @@ static __attribute__((noinline)) void irnet_cm_fused_f32(const irnet_fusion *f, 
 
 /* The dot products of channels c0 .. c0 + m - 1, dot[j] = bits - 2 * pops[j], into the pooled pixel's running
  * dots, which the float output holds as floats (exact: |dot| < 2^24) until irnet_pool_dots_finish (a fused pool
- * of a float output, irnet_fusion): best = the largest, or the smallest where pool_min is set */
+ * of a float output, irnet_fusion), pooled as irnet_cm_fused_f32 pools values */
 static __attribute__((noinline)) void irnet_cm_pool_dots(const irnet_fusion *f, int oy, int ox, int wo, int c0,
     int m, int cout, const int32_t *pops, int32_t bits, float *out)
 {
-    int first, j;
+    int first;
     float *dst = out + irnet_cm_pixel(f, oy, ox, wo, &first) * cout + c0;
-    const uint8_t *min_mask = f->pool_min != 0 ? f->pool_min + c0 : 0;
-    if (first) {
-        for (j = 0; j < m; ++j) {
-            dst[j] = (float)(bits - 2 * pops[j]);
-        }
-    } else if (min_mask == 0) {
-        for (j = 0; j < m; ++j) {
-            const float dot = (float)(bits - 2 * pops[j]);
-            if (dot > dst[j]) {
-                dst[j] = dot;
-            }
-        }
-    } else {
-        for (j = 0; j < m; ++j) {
-            const float dot = (float)(bits - 2 * pops[j]);
-            if (min_mask[j] ? dot < dst[j] : dot > dst[j]) {
-                dst[j] = dot;
-            }
-        }
-    }
+    irnet_cm_pool(dst, first, f->pool_min != 0 ? f->pool_min + c0 : 0, m, 0, pops, bits);
 }
 
 /* Output bits of channels c0 .. c0 + m - 1 (bit j: channel c0 + j; one word) pooled into the pooled pixel's word:
@@ -1935,29 +1935,9 @@ static inline __attribute__((always_inline)) uint32_t irnet_fblocks16(int len, i
 
 static const float irnet_fzeros[16] = {0.0f};
 
-/* acc[0..7] += the products of len values from x and the weights of 8 channels, the next value's w_step bytes
- * further: a row of taps of the channels that no block of 16 takes (a classifier of 10 classes), where C keeps the
- * accumulators in memory */
-static __attribute__((noinline)) void irnet_frow8(const float *x, const float *w, int len, int32_t w_step, float *acc)
-{
-    __asm__ volatile(
-        "vldmia %[acc], {s16-s23}\n"
-        "1:\n\t"
-        "vldmia %[x]!, {s8}\n\t"
-        "vldmia %[w], {s0-s7}\n\t"
-        "add %[w], %[w], %[step]\n\t"
-        IRNET_CM_FMAC8("s8", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
-        "subs %[len], %[len], #1\n\t"
-        "bne 1b\n\t"
-        "vstmia %[acc], {s16-s23}\n\t"
-        : [x] "+r"(x), [w] "+r"(w), [len] "+r"(len)
-        : [step] "r"(w_step), [acc] "r"(acc)
-        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23",
-          "cc", "memory");
-}
-
-/* irnet_frow8 for the last 4, 2 or 1 channels of those (n): the same sums, without eight channels' loads and
- * stores per value for fewer */
+/* acc[0..n) += the products of len values from x and the weights of n channels (8, 4, 2 or 1), the next value's
+ * w_step bytes further: a row of taps of the channels that no block of 16 takes (a classifier of 10 classes), where
+ * C keeps the accumulators in memory */
 #define IRNET_CM_FROW_N(ACC, W, MACS, ...) \
     __asm__ volatile( \
         "vldmia %[acc], {" ACC "}\n" \
@@ -1976,7 +1956,10 @@ static __attribute__((noinline)) void irnet_frow8(const float *x, const float *w
 static __attribute__((noinline)) void irnet_frow_n(const float *x, const float *w, int len, int32_t w_step,
     float *acc, int n)
 {
-    if (n == 4) {
+    if (n == 8) {
+        IRNET_CM_FROW_N("s16-s23", "s0-s7", IRNET_CM_FMAC8("s8", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23"),
+            "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23");
+    } else if (n == 4) {
         IRNET_CM_FROW_N("s16-s19", "s0-s3", IRNET_CM_FMUL_ADD("s0", "s16") IRNET_CM_FMUL_ADD("s1", "s17")
             IRNET_CM_FMUL_ADD("s2", "s18") IRNET_CM_FMUL_ADD("s3", "s19"),
             "s0", "s1", "s2", "s3", "s16", "s17", "s18", "s19");
@@ -2126,11 +2109,7 @@ static inline __attribute__((always_inline)) void irnet_conv_f32_cm_body(const i
                 for (ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
                     const float *xr = in + ((iy0 + ky) * w + ix0 + kx0) * cin;
                     const float *wr = weight + ((ky * k + kx0) * cin) * cout + co0;
-                    if (n == 8) {
-                        irnet_frow8(xr, wr, (kx1 - kx0) * cin, cout * 4, acc);
-                    } else {
-                        irnet_frow_n(xr, wr, (kx1 - kx0) * cin, cout * 4, acc, n);
-                    }
+                    irnet_frow_n(xr, wr, (kx1 - kx0) * cin, cout * 4, acc, n);
                 }
 #else
                 int kx, ci;
